@@ -1,0 +1,130 @@
+"""The results store: one SQLite file per sweep folder, one committed row per finished point.
+
+Each finished point is written in a single SQLite transaction (the row and its array artifacts
+together), so a killed sweep leaves either the whole point or nothing.  Rows are keyed by the
+point id (``spec.point_id``); the spec hash in the ``meta`` table guards against mixing two specs
+in one store.  Arrays are stored as ``.npz`` blobs and read back with ``allow_pickle=False``.
+Only the parent process of a sweep writes (see ``reports.sweep.executor``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from idfree_core.errors import InputError
+from reports.commands import _jsonable
+
+STORE_NAME = "results.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS points (
+    point_id TEXT PRIMARY KEY, idx INTEGER NOT NULL, config TEXT NOT NULL, status TEXT NOT NULL,
+    metrics TEXT, error TEXT, elapsed_s REAL, finished_at REAL);
+CREATE TABLE IF NOT EXISTS artifacts (
+    point_id TEXT NOT NULL, name TEXT NOT NULL, npz BLOB NOT NULL, PRIMARY KEY (point_id, name));
+"""
+
+
+def _to_npz(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, value=np.asarray(array))
+    return buf.getvalue()
+
+
+def _from_npz(blob: bytes) -> np.ndarray:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
+        return data["value"]
+
+
+class ResultsStore:
+    """SQLite results of one sweep in ``folder/results.sqlite``."""
+
+    def __init__(self, folder: str | Path, *, create: bool = True) -> None:
+        self.folder = Path(folder)
+        self.path = self.folder / STORE_NAME
+        if not create and not self.path.is_file():
+            raise InputError(f"{self.folder}: no sweep results here (missing {STORE_NAME})")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self._conn = sqlite3.connect(self.path, timeout=30)
+            with self._conn:
+                self._conn.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise InputError(f"{self.path}: not a results store ({exc})") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> "ResultsStore":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ spec guard
+    def meta(self) -> dict[str, str]:
+        return dict(self._conn.execute("SELECT key, value FROM meta").fetchall())
+
+    def bind(self, spec_hash: str, spec: Mapping[str, Any]) -> None:
+        """Claim the store for a spec; a store holding another spec's results is an error."""
+        held = self.meta().get("spec_hash")
+        if held is not None and held != spec_hash:
+            raise InputError(
+                f"{self.path}: holds results of another sweep spec (hash {held[:12]}, this spec "
+                f"{spec_hash[:12]}); use a new output folder or the original spec")
+        if held is None:
+            with self._conn:
+                self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                    ("spec_hash", spec_hash), ("spec", json.dumps(_jsonable(dict(spec)))),
+                    ("created_at", str(time.time()))])
+
+    def spec(self) -> dict[str, Any] | None:
+        text = self.meta().get("spec")
+        return None if text is None else json.loads(text)
+
+    # ------------------------------------------------------------------ writing
+    def record(self, point_id: str, index: int, config: Mapping[str, Any], *, status: str,
+               metrics: Mapping[str, Any] | None = None, error: str | None = None,
+               elapsed_s: float | None = None, artifacts: Mapping[str, np.ndarray] | None = None) -> None:
+        """Commit one point (row and artifacts) in one transaction; replaces an earlier failure."""
+        if status not in ("ok", "failed"):
+            raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
+        metrics_json = None if metrics is None else json.dumps(_jsonable(dict(metrics)), allow_nan=False)
+        blobs = [(point_id, str(k), _to_npz(v)) for k, v in (artifacts or {}).items()]
+        with self._conn:  # BEGIN ... COMMIT, rolled back on any exception
+            self._conn.execute(
+                "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (point_id, int(index), json.dumps(_jsonable(dict(config)), sort_keys=True), status,
+                 metrics_json, error, elapsed_s, time.time()))
+            self._conn.execute("DELETE FROM artifacts WHERE point_id = ?", (point_id,))
+            self._conn.executemany("INSERT INTO artifacts VALUES (?, ?, ?)", blobs)
+
+    # ------------------------------------------------------------------ reading
+    def status(self) -> dict[str, str]:
+        """``{point_id: "ok" | "failed"}`` for every recorded point."""
+        return dict(self._conn.execute("SELECT point_id, status FROM points").fetchall())
+
+    def rows(self, status: str | None = None) -> list[dict[str, Any]]:
+        """Recorded points in grid order: ``point_id, index, config, status, metrics, error, elapsed_s``."""
+        query = "SELECT point_id, idx, config, status, metrics, error, elapsed_s FROM points"
+        args: tuple = ()
+        if status is not None:
+            query, args = query + " WHERE status = ?", (status,)
+        out = []
+        for pid, idx, config, st, metrics, error, elapsed in self._conn.execute(query + " ORDER BY idx", args):
+            out.append({"point_id": pid, "index": idx, "config": json.loads(config), "status": st,
+                        "metrics": None if metrics is None else json.loads(metrics),
+                        "error": error, "elapsed_s": elapsed})
+        return out
+
+    def artifacts(self, point_id: str) -> dict[str, np.ndarray]:
+        rows = self._conn.execute("SELECT name, npz FROM artifacts WHERE point_id = ? ORDER BY name",
+                                  (point_id,)).fetchall()
+        return {name: _from_npz(blob) for name, blob in rows}
