@@ -1,0 +1,263 @@
+"""The attack suite: every attack against one pool, scored against the oracle when there is one.
+
+:func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The adversary never knows
+the number of users: clustering chooses it by BIC (:func:`attacks.clustering.select_n_clusters`)
+and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
+model selection runs once.  The oracle and the true distributions are used only for scoring
+(and, in parameter inversion, to select k linked uploads: see its docstring).
+
+Attack groups (``attacks=``):
+
+* ``clustering``: Gaussian mixture with BIC model selection (``method="auto"``), and k-means with
+  the BIC-estimated number of users.
+* ``linkage``: nearest-neighbour and likelihood-ratio linkage of later sessions to session 0.
+* ``inversion``: mixture inversion (EM for the known or guessed family; the family and Beta's
+  shared affine map are taken from the distributions file when given, as the system's public
+  design) and, given the oracle and the true distributions, parameter inversion against the
+  Cramér-Rao bound.  Embedding-only.
+* ``attribute``: attribute inference, only when a ``model_fn`` and ``probe_texts`` are given.
+
+With ``features="both"`` and a pool carrying text, clustering and linkage also run on text alone
+and on embeddings alone, and :func:`attacks.text.marginal_leakage` reports what the embeddings add.
+Identifier columns found in the uploads file are reported first among the findings, loudly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from attacks.base import AttackResult, check_random_state
+from attacks.text import FEATURE_SETS, MarginalLeakage, marginal_leakage
+from idfree_core.errors import InputError
+
+ATTACK_GROUPS = ("clustering", "linkage", "inversion", "attribute")
+DEFAULT_ATTACKS = ("clustering", "linkage", "inversion")
+MAX_LINKS_IN_SUMMARY = 1000
+
+
+@dataclass(frozen=True)
+class AttackReport:
+    """Everything the suite found: scored results, plain-language findings, oracle-free summary."""
+
+    results: list[AttackResult]
+    findings: list[str]
+    summary: dict[str, Any]
+    marginal: list[MarginalLeakage] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attacks": [r.to_dict() for r in self.results], "findings": list(self.findings),
+                "summary": self.summary, "marginal": [m.to_dict() for m in self.marginal]}
+
+    def best(self, metric: str) -> AttackResult | None:
+        """The strongest result for ``metric`` (highest advantage in the attacker's direction)."""
+        from attacks.base import METRICS
+
+        rows = [r for r in self.results if r.metric == metric]
+        if not rows:
+            return None
+        sign = 1.0 if METRICS[metric] else -1.0
+        return max(rows, key=lambda r: sign * r.advantage)
+
+
+def parse_attacks(attacks) -> tuple[str, ...]:
+    """Validate attack group names (a comma-separated string or a sequence)."""
+    names = [a.strip() for a in attacks.split(",")] if isinstance(attacks, str) else [str(a).strip() for a in attacks]
+    names = [a for a in names if a]
+    if not names:
+        raise InputError(f"--attacks: no attack given; expected some of {list(ATTACK_GROUPS)}")
+    bad = [a for a in names if a not in ATTACK_GROUPS]
+    if bad:
+        raise InputError(f"--attacks: unknown attack {bad[0]!r}; expected some of {list(ATTACK_GROUPS)}")
+    return tuple(dict.fromkeys(names))
+
+
+def identifier_finding(columns) -> str:
+    cols = ", ".join(columns)
+    return (f"PRIVACY FINDING: the uploads carry identifier column(s) [{cols}]: every upload is directly "
+            "linkable to its user or device whatever the embeddings do; drop these columns before upload. "
+            "(The attacks below ignore them.)")
+
+
+def _seed(rng) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None, max_n: int = 5000,
+                     random_state=0) -> tuple[int, dict[int, float]]:
+    """The adversary's estimate of the number of users: BIC over diagonal Gaussian mixtures.
+
+    ``k_max`` defaults to ``min(n / 10, 100)``: a user with fewer than about 10 uploads cannot be
+    told apart as a mixture component anyway, and capping the grid keeps the search fast.
+    """
+    from attacks.clustering import select_n_clusters
+    from attacks.features import build_features, gaussianize
+
+    rng = check_random_state(random_state)
+    x = build_features(pool, features, random_state=_seed(rng))
+    if features == "embedding":
+        x = gaussianize(x)
+    if pool.n < 4:
+        return 1, {}
+    k_max = int(k_max) if k_max is not None else max(2, min(pool.n // 10, 100))
+    return select_n_clusters(x, k_max=k_max, max_n=max_n, random_state=rng)
+
+
+def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, features: str = "embedding",
+                random_state=0, progress: bool = True, identifier_columns=(), marginal="auto",
+                model_fn: Callable | None = None, probe_texts=None, traits=None) -> AttackReport:
+    """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc)."""
+    from tqdm.auto import tqdm
+
+    from attacks.clustering import ClusteringAttack
+    from attacks.inversion import AttributeInference, MixtureInversion, ParameterInversion
+    from attacks.linkage import LikelihoodRatioLinkage, NearestNeighbourLinkage
+
+    groups = parse_attacks(attacks)
+    if features not in FEATURE_SETS:
+        raise InputError(f"--features must be one of {list(FEATURE_SETS)}, got {features!r}")
+    if features in ("text", "both") and pool.text is None:
+        raise InputError(f"--features {features}: the uploads have no 'text' column")
+    if oracle is not None:
+        _, names = oracle.codes_for(pool)  # InputError if the oracle does not cover the pool
+        if distributions is not None:
+            missing = sorted(set(names) - set(distributions.users))
+            if missing:
+                raise InputError(f"distributions: {len(missing)} users of the oracle have no distribution "
+                                 f"(e.g. {missing[0]!r})")
+    if distributions is not None and distributions.dim != pool.dim:
+        raise InputError(f"distributions have {distributions.dim} dimensions but the uploads have {pool.dim}")
+    do_marginal = (features == "both") if marginal == "auto" else bool(marginal)
+    feature_sets = FEATURE_SETS if do_marginal and pool.text is not None else (features,)
+    rng = check_random_state(random_state)
+
+    results: list[AttackResult] = []
+    findings: list[str] = [identifier_finding(identifier_columns)] if identifier_columns else []
+    summary: dict[str, Any] = {
+        "n_uploads": pool.n, "dim": pool.dim, "n_tokens": pool.n_tokens, "has_text": pool.text is not None,
+        "sessions": {str(s): int(c) for s, c in zip(*np.unique(pool.sessions(), return_counts=True))},
+        "features": features, "scored": oracle is not None, "identifier_columns": list(identifier_columns),
+        "skipped": [],
+    }
+    steps = []
+    if "clustering" in groups:
+        steps += [("clustering", f) for f in feature_sets]
+    if "linkage" in groups:
+        steps += [("linkage", f) for f in feature_sets]
+    if "inversion" in groups:
+        if features == "text":
+            summary["skipped"].append("inversion: fits the embedding distribution, not applicable to features=text")
+        else:
+            steps.append(("inversion", "embedding"))
+    if "attribute" in groups:
+        if model_fn is None or probe_texts is None:
+            summary["skipped"].append("attribute: needs a model_fn and probe_texts (query access to the cloud model)")
+        else:
+            steps.append(("attribute", "embedding"))
+
+    def score(attack, **kw):
+        if oracle is not None:
+            results.extend(attack.score(pool, oracle, distributions, **kw))
+
+    n_users_est: dict[str, int] = {}
+    bar = tqdm(steps, desc="attacks", disable=not progress)
+    for group, feats in bar:
+        bar.set_postfix_str(f"{group}[{feats}]")
+        if group == "clustering":
+            k, bic = estimate_n_users(pool, feats, random_state=_seed(rng))
+            n_users_est[feats] = k
+            auto = ClusteringAttack(method="auto", n_users=k, features=feats, random_state=_seed(rng)).fit(pool)
+            score(auto)
+            kmeans = ClusteringAttack(method="kmeans", n_users=k, features=feats, random_state=_seed(rng)).fit(pool)
+            score(kmeans)
+            if feats == features:
+                summary["clustering"] = {**auto.summary(), "bic": {int(j): float(v) for j, v in sorted(bic.items())},
+                                         "n_users_selected_by": "BIC of diagonal Gaussian mixtures (no oracle)"}
+                summary["n_users_estimated"] = k
+        elif group == "linkage":
+            nn = NearestNeighbourLinkage(features=feats, random_state=_seed(rng)).fit(pool)
+            score(nn)
+            lr = LikelihoodRatioLinkage(n_clusters=None if feats not in n_users_est else
+                                        max(1, min(n_users_est[feats], nn.reference_rows_.size)),
+                                        features=feats, random_state=_seed(rng)).fit(pool)
+            score(lr)
+            if feats == features:
+                links = nn.links(pool)
+                n_links = len(links["query_upload_id"])
+                summary["linkage"] = {**nn.summary(), "n_links": n_links,
+                                      "links_truncated": n_links > MAX_LINKS_IN_SUMMARY,
+                                      "links": [{"query": q, "linked": r, "score": s} for q, r, s in
+                                                list(zip(links["query_upload_id"], links["linked_upload_id"],
+                                                         links["score"]))[:MAX_LINKS_IN_SUMMARY]]}
+        elif group == "inversion":
+            # the family (and Beta's shared affine map) is the system's public design, not a user secret
+            fam = "auto" if distributions is None else {"static": "gaussian"}.get(distributions.family,
+                                                                                   distributions.family)
+            transform = None
+            if fam == "beta" and (distributions.loc is not None or distributions.scale is not None):
+                transform = (distributions.loc, distributions.scale)
+            if "embedding" not in n_users_est:
+                n_users_est["embedding"] = estimate_n_users(pool, "embedding", random_state=_seed(rng))[0]
+            mix = MixtureInversion(family=fam, n_components=n_users_est["embedding"], n_init=2, transform=transform,
+                                   random_state=_seed(rng)).fit(pool)
+            summary["mixture_inversion"] = mix.summary()
+            if "n_users_estimated" not in summary:
+                summary["n_users_estimated"] = mix.summary()["n_users_estimated"]
+            if oracle is not None:
+                score(mix)
+                findings.append(mix.finding_)
+                if distributions is not None and distributions.family in ("beta", "gaussian"):
+                    score(ParameterInversion(family=distributions.family, random_state=_seed(rng)).fit(pool))
+                else:
+                    summary["skipped"].append("parameter inversion: needs the true Beta/Gaussian distributions")
+            else:
+                summary["skipped"].append("parameter inversion: needs the oracle and the true distributions")
+        elif group == "attribute":
+            att = AttributeInference(probe_texts, model_fn, random_state=_seed(rng)).fit(pool)
+            summary["attribute_inference"] = {"n_high_predicted": int(att.predicted_.sum()),
+                                              "threshold": att.threshold_}
+            score(att, traits=traits)
+    bar.close()
+
+    marg = marginal_leakage(results) if len(feature_sets) > 1 else []
+    if marg:
+        findings.append(_marginal_finding(marg))
+    if oracle is not None:
+        findings.extend(_beats_chance(results))
+    # results from the secondary feature sets stay in results; the primary ones come first
+    results.sort(key=lambda r: (r.features != features,))
+    return AttackReport(results=results, findings=findings, summary=summary, marginal=marg)
+
+
+def _marginal_finding(marg: list[MarginalLeakage]) -> str:
+    """One line: on how many metrics the embeddings add significant leakage beyond the text."""
+    significant = [m for m in marg if m.ci[0] > 0]
+    if not significant:
+        return (f"the embeddings add no significant leakage beyond the text on any of {len(marg)} attack metrics "
+                "(every marginal CI reaches 0)")
+    top = max(significant, key=lambda m: m.ci[0])
+    return (f"the embeddings add leakage beyond the text on {len(significant)} of {len(marg)} attack metrics; "
+            f"clearest: {top.name} {top.metric} {top.text:.3f} (text) -> {top.both:.3f} (text+embeddings), "
+            f"marginal {top.marginal:+.3f} [{top.ci[0]:+.3f}, {top.ci[1]:+.3f}]")
+
+
+def _beats_chance(results: list[AttackResult]) -> list[str]:
+    """One line per metric family where some attack beats chance with confidence."""
+    from attacks.base import METRICS
+
+    out = []
+    for metric in ("attribution_accuracy", "linkage_top1"):
+        rows = [r for r in results if r.metric == metric]
+        if not rows:
+            continue
+        best = max(rows, key=lambda r: r.advantage if METRICS[metric] else -r.advantage)
+        if best.advantage_ci[0] > 0:
+            eff = f", {best.efficiency:.0%} of the Bayes ceiling {best.ceiling:.3f}" if best.efficiency is not None else ""
+            out.append(f"{best.name} ({best.features}) beats chance: {metric} {best.value:.3f} "
+                       f"[{best.ci[0]:.3f}, {best.ci[1]:.3f}] vs chance {best.baseline:.3f}{eff}")
+        else:
+            out.append(f"no attack beats chance on {metric} (best: {best.name}, {best.value:.3f} vs chance "
+                       f"{best.baseline:.3f}, advantage CI [{best.advantage_ci[0]:+.3f}, {best.advantage_ci[1]:+.3f}])")
+    return out
