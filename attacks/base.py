@@ -7,7 +7,11 @@ which returns a list of :class:`AttackResult`.
 
 Every result states the random-guess ``baseline``, the ``advantage`` over it with a confidence
 interval, and, where the true user distributions are known, the Bayes-optimal ``ceiling`` from
-:mod:`privacy_audit.misattribution`.
+:mod:`privacy_audit.misattribution`.  How each of these is computed (permutation baselines for
+matched scores, Wilson/Clopper-Pearson or bootstrap intervals, advantage intervals that contain 0
+under the null at least at the nominal rate) is documented in :mod:`attacks.scoring`, which
+implements it for partitions (clustering) and links (linkage).  :data:`ATTACK_REGISTRY` lists the
+attacks the conformance battery ``tests/conformance/test_attack_null.py`` runs.
 """
 
 from __future__ import annotations
@@ -81,7 +85,7 @@ class AttackResult:
 
 @runtime_checkable
 class Attack(Protocol):
-    """What every attack implements (checked by ``tests/conformance/test_attacks.py``)."""
+    """What every attack implements (checked by ``tests/conformance/test_attack_null.py``)."""
 
     name: str
     random_state: Any
@@ -106,3 +110,35 @@ def check_random_state(seed) -> np.random.Generator:
     if seed is None or isinstance(seed, (int, np.integer)):
         return np.random.default_rng(seed)
     raise ValueError(f"random_state must be None, an int or a numpy Generator, got {type(seed).__name__}")
+
+
+# --------------------------------------------------------------------------- registry
+# Every attack the conformance suite (tests/conformance/test_attack_null.py) runs: name -> factory
+# taking keyword hyperparameters (``random_state``, ``features``, ...).  Factories import lazily so
+# that this module stays import-cycle free; other modules add theirs with :func:`register_attack`.
+
+
+def _lazy_factory(module: str, cls: str, **defaults):
+    def make(**overrides):
+        import importlib
+
+        return getattr(importlib.import_module(module), cls)(**{**defaults, **overrides})
+
+    make.__qualname__ = f"{cls}({', '.join(f'{k}={v!r}' for k, v in defaults.items())})"
+    return make
+
+
+ATTACK_REGISTRY: dict[str, Any] = {
+    "clustering.kmeans": _lazy_factory("attacks.clustering", "ClusteringAttack", method="kmeans"),
+    "clustering.gmm": _lazy_factory("attacks.clustering", "ClusteringAttack", method="gmm"),
+    "clustering.agglomerative": _lazy_factory("attacks.clustering", "ClusteringAttack", method="agglomerative"),
+    "clustering.hdbscan": _lazy_factory("attacks.clustering", "ClusteringAttack", method="hdbscan"),
+    "clustering.auto": _lazy_factory("attacks.clustering", "ClusteringAttack", method="auto"),
+    "linkage.nearest_neighbour": _lazy_factory("attacks.linkage", "NearestNeighbourLinkage"),
+    "linkage.likelihood_ratio": _lazy_factory("attacks.linkage", "LikelihoodRatioLinkage"),
+}
+
+
+def register_attack(name: str, factory) -> None:
+    """Add an attack factory (``factory(**hyperparameters) -> Attack``) to :data:`ATTACK_REGISTRY`."""
+    ATTACK_REGISTRY[name] = factory

@@ -1,0 +1,226 @@
+"""Linkage attacks: link later uploads (session >= 1) to earlier ones (session 0) of the same user.
+
+Queries are the rows with ``session >= 1`` and references the rows with ``session == 0``.  A pool
+without later sessions is split at random (seeded) into two halves: references and queries.
+
+* :class:`NearestNeighbourLinkage`: exact k nearest references of every query, from blocked
+  float32 matrix products ``||q||^2 - 2 q.r + ||r||^2`` (cosine: the same on unit vectors) and a
+  per-block top-k (``torch.topk``), so memory stays ``O(block * n_refs)``.  Pair score: minus the
+  distance (cosine similarity).
+* :class:`LikelihoodRatioLinkage`: a Gaussian mixture is fitted without labels to all uploads
+  (k-means-initialised EM; covariance type and, when unknown, the number of components chosen by
+  BIC; :func:`attacks.clustering.fit_mixture`), giving responsibilities ``g_x(c) = P(c | x)``.
+  For a pair drawn at random, ``P(same component | q, r) = sum_c g_q(c) g_r(c)``; with components
+  standing for users this is the posterior probability that the pair is same-user, a monotone
+  function of the pair likelihood ratio ``p(q, r | same) / p(q, r | different)`` (so ranking by it
+  is the Neyman-Pearson test).  Pair score: its log.  Top-k: blocked products ``G_q G_r^T`` with
+  exact ties (e.g. references assigned with certainty to one component) broken uniformly at random.
+
+Scoring (:func:`attacks.scoring.score_linkage`) needs the oracle; :meth:`links` works without it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from attacks.base import AttackResult, check_random_state
+from attacks.features import build_features, gaussianize
+from idfree_core.errors import InputError
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(2**31 - 1))
+
+
+def split_queries(pool, rng) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(reference_rows, query_rows, how)``: sessions if the pool has later ones, else random halves."""
+    sessions = pool.sessions()
+    if np.any(sessions >= 1):
+        ref, qry = np.flatnonzero(sessions == 0), np.flatnonzero(sessions >= 1)
+        if ref.size == 0:
+            raise InputError("the pool has no session-0 uploads to link later sessions to")
+        return ref, qry, "sessions"
+    if pool.n < 2:
+        raise InputError(f"linkage needs at least 2 uploads, the pool has {pool.n}")
+    perm = rng.permutation(pool.n)
+    half = pool.n // 2
+    return np.sort(perm[:half]), np.sort(perm[half:]), "random_half"
+
+
+def knn_blocked(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "euclidean",
+                block_size: int | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Exact ``k`` nearest references per query: ``(indices (m, k), distances (m, k))``, nearest first.
+
+    Squared distances come from ``||q||^2 - 2 q.r + ||r||^2`` in float32 blocks of ``block_size``
+    queries; cosine distance is ``1 - cos``.  Memory ``O(block_size * n_refs)``; by default the
+    block holds about 2^26 distances (256 MiB of float32): skinny blocks make the GEMM inefficient.
+    """
+    if metric not in ("euclidean", "cosine"):
+        raise InputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
+    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
+    r = torch.from_numpy(np.ascontiguousarray(refs, dtype=np.float32))
+    if metric == "cosine":
+        q = torch.nn.functional.normalize(q, dim=1)
+        r = torch.nn.functional.normalize(r, dim=1)
+    k = int(min(k, r.shape[0]))
+    block_size = int(block_size) if block_size else int(np.clip(2**26 // max(r.shape[0], 1), 64, 4096))
+    r2 = (r * r).sum(dim=1)
+    rt = r.T.contiguous()
+    idx = np.empty((q.shape[0], k), dtype=np.int64)
+    dist = np.empty((q.shape[0], k), dtype=np.float32)
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(int(threads))
+    try:
+        with torch.no_grad():
+            for s in range(0, q.shape[0], block_size):
+                qb = q[s:s + block_size]
+                d2 = torch.addmm(r2.unsqueeze(0), qb, rt, beta=1.0, alpha=-2.0)  # ||r||^2 - 2 q.r
+                vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
+                vals = vals + (qb * qb).sum(dim=1, keepdim=True)
+                idx[s:s + qb.shape[0]] = ind.numpy()
+                dist[s:s + qb.shape[0]] = (vals.clamp_min(0.0) / 2.0).numpy() if metric == "cosine" else vals.clamp_min(0.0).sqrt().numpy()
+    finally:
+        torch.set_num_threads(old)
+    return idx, dist
+
+
+class _Linkage:
+    """Shared fit/score plumbing: the split, the features, the top-k table and pair scores."""
+
+    name = "linkage"
+
+    def _prepare(self, pool):
+        if self.features not in ("embedding", "text", "both"):
+            raise InputError(f"features must be 'embedding', 'text' or 'both', got {self.features!r}")
+        if int(self.k) < 1:
+            raise InputError(f"k must be >= 1, got {self.k}")
+        rng = check_random_state(self.random_state)
+        self.reference_rows_, self.query_rows_, self.split_ = split_queries(pool, rng)
+        x = build_features(pool, self.features, random_state=_seed(rng))
+        if self.features == "embedding" and self._gaussianize:
+            x = gaussianize(x)
+        self.n_fitted_ = pool.n
+        return rng, x[self.reference_rows_], x[self.query_rows_]
+
+    @property
+    def knowledge(self) -> str:
+        return {"embedding": "embeddings", "text": "text", "both": "embeddings+text"}[self.features]
+
+    def links(self, pool) -> dict:
+        """Without an oracle: each query's best-linked reference (upload ids) and its pair score."""
+        q = self.query_rows_
+        best = self.reference_rows_[self.topk_[:, 0]]
+        return {"query_upload_id": pool.upload_id[q].tolist(), "linked_upload_id": pool.upload_id[best].tolist(),
+                "score": self.pair_scores(np.arange(q.size), self.topk_[:, 0]).tolist(), "split": self.split_}
+
+    def summary(self) -> dict:
+        return {"name": self.name, "features": self.features, "split": self.split_,
+                "n_queries": int(self.query_rows_.size), "n_references": int(self.reference_rows_.size)}
+
+    def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
+        """``linkage_top1``, ``linkage_top5``, ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``."""
+        from attacks.scoring import score_linkage
+
+        if not hasattr(self, "topk_"):
+            raise InputError(f"{type(self).__name__}.score called before fit(pool)")
+        if pool.n != self.n_fitted_:
+            raise InputError(f"the attack was fitted on {self.n_fitted_} uploads, the pool has {pool.n}")
+        truth, _ = oracle.codes_for(pool)
+        return score_linkage(self.name, truth[self.query_rows_], truth[self.reference_rows_], self.topk_,
+                             self.pair_scores, knowledge=self.knowledge, features=self.features,
+                             n_pairs=self.n_pairs, n_permutations=self.n_permutations,
+                             random_state=self.random_state, extra_details={"split": self.split_})
+
+
+class NearestNeighbourLinkage(_Linkage):
+    """Link each query to its nearest references (exact, blocked float32 products)."""
+
+    name = "linkage[nearest_neighbour]"
+    _gaussianize = False
+
+    def __init__(self, metric: str = "euclidean", features: str = "embedding", k: int = 5, block_size: int | None = None,
+                 n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
+        self.metric = metric
+        self.features = features
+        self.k = k
+        self.block_size = block_size
+        self.n_pairs = n_pairs
+        self.n_permutations = n_permutations
+        self.random_state = random_state
+
+    def fit(self, pool) -> "NearestNeighbourLinkage":
+        _, xr, xq = self._prepare(pool)
+        self._xr = np.ascontiguousarray(xr, dtype=np.float32)
+        self._xq = np.ascontiguousarray(xq, dtype=np.float32)
+        threads = 1 if pool.n < 20000 else None  # small problems: no thread start-up cost
+        self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric, self.block_size, threads)
+        return self
+
+    def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
+        """Minus the distance (euclidean) or the cosine similarity of query ``qi`` and reference ``ri``."""
+        a, b = self._xq[qi], self._xr[ri]
+        if self.metric == "cosine":
+            na = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+            return (a * b).sum(axis=1) / np.where(na > 0, na, 1.0)
+        return -np.linalg.norm(a - b, axis=1)
+
+
+class LikelihoodRatioLinkage(_Linkage):
+    """Link through an unsupervised Gaussian mixture: score ``log sum_c P(c | q) P(c | r)``."""
+
+    name = "linkage[likelihood_ratio]"
+    _gaussianize = True
+
+    def __init__(self, n_clusters: int | None = None, features: str = "embedding", k: int = 5, n_init: int = 4,
+                 n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
+        self.n_clusters = n_clusters
+        self.features = features
+        self.k = k
+        self.n_init = n_init
+        self.n_pairs = n_pairs
+        self.n_permutations = n_permutations
+        self.random_state = random_state
+
+    def fit(self, pool) -> "LikelihoodRatioLinkage":
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1 if pool.n < 20000 else None):
+            return self._fit(pool)
+
+    def _fit(self, pool) -> "LikelihoodRatioLinkage":
+        from attacks.clustering import fit_mixture, select_n_clusters
+
+        rng, xr, xq = self._prepare(pool)
+        if self.n_clusters is not None and not 1 <= int(self.n_clusters) <= pool.n:
+            raise InputError(f"n_clusters must be between 1 and the pool size {pool.n}, got {self.n_clusters}")
+        x = np.vstack([xr, xq])
+        k = int(self.n_clusters) if self.n_clusters is not None else select_n_clusters(x, random_state=rng)[0]
+        self.model_ = fit_mixture(x, k, self.n_init, rng)
+        self.n_clusters_ = k
+        self.reference_resp_ = self.model_.predict_proba(xr)
+        self.query_resp_ = self.model_.predict_proba(xq)
+        self.topk_ = self._topk(rng)
+        return self
+
+    def _topk(self, rng) -> np.ndarray:
+        """Top-k references by co-assignment probability, exact ties broken at random."""
+        gr = self.reference_resp_
+        n_ref = gr.shape[0]
+        k = int(min(self.k, n_ref))
+        block = int(np.clip(2**22 // max(n_ref, 1), 16, 4096))
+        out = np.empty((self.query_resp_.shape[0], k), dtype=np.int64)
+        for s in range(0, out.shape[0], block):
+            sim = self.query_resp_[s:s + block] @ gr.T
+            key = np.lexsort((rng.random(sim.shape), -np.round(sim, 12)), axis=1)  # primary: similarity
+            out[s:s + block] = key[:, :k]
+        return out
+
+    def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
+        """``log sum_c P(c | q) P(c | r)`` for query ``qi`` and reference ``ri`` (floored at 1e-300)."""
+        p = np.einsum("ij,ij->i", self.query_resp_[qi], self.reference_resp_[ri])
+        return np.log(np.maximum(p, 1e-300))
+
+    def summary(self) -> dict:
+        return {**super().summary(), "n_clusters": int(self.n_clusters_)}

@@ -1,0 +1,397 @@
+"""Scoring a partition of the pool against the oracle, honestly about chance.
+
+All partition metrics are computed from the contingency table ``C[i, j]`` = number of uploads of
+true user ``i`` put in predicted cluster ``j`` (noise label ``-1`` is kept as a separate column):
+
+* **attribution accuracy**: ``max_M sum_{(i,j) in M} C[i, j] / n`` over one-to-one matchings ``M``
+  of clusters to users (Hungarian algorithm, ``scipy.optimize.linear_sum_assignment``).  With
+  more clusters than users the unmatched clusters count as wrong; noise counts as wrong.
+* **ARI** (Hubert & Arabie 1985): ``(t - E t) / (m - E t)`` with ``t = sum_ij C(n_ij, 2)``,
+  ``E t = sum_i C(b_i, 2) sum_j C(a_j, 2) / C(n, 2)``, ``m = (sum_i C(b_i, 2) + sum_j C(a_j, 2)) / 2``.
+* **NMI** (arithmetic normalisation, as scikit-learn): ``I(U; V) / ((H(U) + H(V)) / 2)``.
+* **pairwise precision / recall**: ``t / sum_j C(a_j, 2)`` and ``t / sum_i C(b_i, 2)``.
+Noise points are singletons for ARI, NMI and the pairwise scores (they pair with nobody).
+
+Chance, confidence and advantage (:func:`score_partition`):
+
+* ``baseline``: mean of the metric over ``n_permutations`` random relabellings: the predicted
+  labels are shuffled relative to the truth (cluster and user sizes kept) and re-matched.  This is
+  the exact chance level of a *matched* score, which is well above ``1/N`` (matching inflates it).
+* ``ci``: attribution accuracy: Wilson interval (``base.proportion_ci``) on ``correct / n``;
+  ARI and NMI: percentile bootstrap over uploads (multinomial resampling of the table's cells).
+* ``advantage = value - baseline`` and, with the value's CI half-widths ``w_lo, w_hi`` and the
+  permutation null's central ``confidence`` range ``[q_lo, q_hi]`` around its mean ``b``,
+  ``advantage_ci = [adv - hypot(w_lo, q_hi - b), adv + hypot(w_hi, b - q_lo)]``: the two
+  independent uncertainties (the value's sampling error and chance's fluctuation) in quadrature.
+  Under the null (labels independent of users) the value is itself a draw from the permutation
+  distribution, so the interval contains 0 whenever ``q_lo <= value <= q_hi``: with probability at
+  least ``confidence`` (:func:`advantage_interval`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.special import xlogy
+
+from attacks.base import AttackResult, check_random_state, proportion_ci
+
+
+def _comb2(x) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    return x * (x - 1.0) / 2.0
+
+
+def contingency(truth: np.ndarray, pred: np.ndarray, n_true: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, noise)``: the ``(n_true, K)`` table over clusters ``0..K-1`` and per-user noise counts."""
+    truth = np.asarray(truth, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    n_true = int(truth.max()) + 1 if n_true is None else int(n_true)
+    k = int(pred.max()) + 1 if pred.size and pred.max() >= 0 else 0
+    flat = truth * (k + 1) + (pred + 1)
+    table = np.bincount(flat, minlength=n_true * (k + 1)).reshape(n_true, k + 1)
+    return table[:, 1:], table[:, 0]
+
+
+def matched_correct(table: np.ndarray) -> int:
+    """Uploads correctly attributed under the best one-to-one matching of clusters to users."""
+    if table.size == 0:
+        return 0
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return int(table[rows, cols].sum())
+
+
+def pair_counts(table: np.ndarray, noise: np.ndarray) -> tuple[float, float, float, float]:
+    """``(same_both, same_pred, same_true, total)`` pair counts (noise points are singletons)."""
+    n = table.sum() + noise.sum()
+    t = _comb2(table).sum()
+    return float(t), float(_comb2(table.sum(axis=0)).sum()), float(_comb2(table.sum(axis=1) + noise).sum()), float(_comb2(n))
+
+
+def ari_from_table(table: np.ndarray, noise: np.ndarray) -> float:
+    """Adjusted Rand index (Hubert & Arabie 1985) from the contingency table."""
+    t, sp, st, total = pair_counts(table, noise)
+    if total == 0:
+        return 1.0
+    expected = sp * st / total
+    mx = (sp + st) / 2.0
+    if mx == expected:  # both partitions trivial (one cluster, or all singletons): sklearn returns 1
+        return 1.0
+    return float((t - expected) / (mx - expected))
+
+
+def nmi_from_table(table: np.ndarray, noise: np.ndarray) -> float:
+    """Normalized mutual information, arithmetic mean normalisation (scikit-learn's default)."""
+    n = float(table.sum() + noise.sum())
+    b = table.sum(axis=1) + noise  # true user sizes
+    a = table.sum(axis=0)  # cluster sizes (noise singletons separately)
+    h_true = -xlogy(b / n, b / n).sum()
+    n_noise = float(noise.sum())
+    h_pred = -xlogy(a / n, a / n).sum() + n_noise / n * np.log(n)
+    n_pred_clusters = int((a > 0).sum() + n_noise)
+    if (b > 0).sum() == 1 and n_pred_clusters == 1:
+        return 1.0
+    if (b > 0).sum() == 1 or n_pred_clusters == 1:
+        return 0.0
+    outer = np.outer(b, a) / n**2
+    pij = table / n
+    mi = float(np.sum(xlogy(pij, np.where(pij > 0, pij / np.where(outer > 0, outer, 1.0), 1.0))))
+    # each noise point of user i: p_ij = 1/n, p_i p_j = b_i/n * 1/n
+    mi += float(np.sum(noise / n * np.log(np.where(b > 0, n / np.maximum(b, 1), 1.0))))
+    denom = (h_true + h_pred) / 2.0
+    return float(max(mi, 0.0) / denom) if denom > 0 else 0.0
+
+
+def partition_metrics(table: np.ndarray, noise: np.ndarray) -> dict[str, float]:
+    """All partition scores of one contingency table (see the module docstring)."""
+    n = float(table.sum() + noise.sum())
+    t, sp, st, _ = pair_counts(table, noise)
+    return {
+        "attribution_accuracy": matched_correct(table) / n,
+        "ari": ari_from_table(table, noise),
+        "nmi": nmi_from_table(table, noise),
+        "pairwise_precision": t / sp if sp > 0 else 0.0,
+        "pairwise_recall": t / st if st > 0 else 0.0,
+    }
+
+
+def advantage_interval(value: float, value_ci: tuple[float, float], null: np.ndarray,
+                       confidence: float = 0.95, baseline: float | None = None) -> tuple[float, float, tuple[float, float]]:
+    """``(baseline, advantage, advantage_ci)`` from the value's CI and samples of the null.
+
+    ``baseline`` defaults to the null mean ``b``; half-widths add in quadrature:
+    ``[adv - hypot(value - ci_lo, q_hi - b), adv + hypot(ci_hi - value, b - q_lo)]`` with
+    ``q_lo, q_hi`` the null's ``(1 -/+ confidence) / 2`` quantiles.
+    """
+    null = np.asarray(null, dtype=np.float64)
+    center = float(null.mean())
+    b = center if baseline is None else float(baseline)
+    tail = (1.0 - confidence) / 2.0
+    q_lo, q_hi = np.quantile(null, [tail, 1.0 - tail])
+    n_lo, n_hi = max(center - q_lo, 0.0), max(q_hi - center, 0.0)
+    w_lo, w_hi = max(value - value_ci[0], 0.0), max(value_ci[1] - value, 0.0)
+    adv = float(value - b)
+    return b, adv, (float(adv - np.hypot(w_lo, n_hi)), float(adv + np.hypot(w_hi, n_lo)))
+
+
+def permutation_null(truth: np.ndarray, pred: np.ndarray, n_permutations: int = 100, random_state=0) -> dict[str, np.ndarray]:
+    """Partition metrics over ``n_permutations`` shuffles of ``pred`` relative to ``truth``."""
+    rng = check_random_state(random_state)
+    n_true = int(truth.max()) + 1
+    out: dict[str, list[float]] = {}
+    for _ in range(int(n_permutations)):
+        table, noise = contingency(truth, rng.permutation(pred), n_true)
+        for key, v in partition_metrics(table, noise).items():
+            out.setdefault(key, []).append(v)
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def bootstrap_metrics(table: np.ndarray, noise: np.ndarray, keys=("ari", "nmi"), n_bootstrap: int = 200,
+                      random_state=0) -> dict[str, np.ndarray]:
+    """Bootstrap over uploads: resampling rows is a multinomial draw of the table's cells."""
+    rng = check_random_state(random_state)
+    cells = np.concatenate([table.ravel(), noise])
+    n = int(cells.sum())
+    p = cells / n
+    out: dict[str, list[float]] = {k: [] for k in keys}
+    fns = {"ari": ari_from_table, "nmi": nmi_from_table}
+    for _ in range(int(n_bootstrap)):
+        draw = rng.multinomial(n, p)
+        t, z = draw[: table.size].reshape(table.shape), draw[table.size:]
+        for k in keys:
+            out[k].append(fns[k](t, z))
+    return {k: np.asarray(v) for k, v in out.items()}
+
+
+def score_partition(name: str, truth: np.ndarray, pred: np.ndarray, *, knowledge: str = "embeddings",
+                    features: str = "embedding", ceiling: float | None = None, ceiling_details: dict | None = None,
+                    n_permutations: int = 100, n_bootstrap: int = 200, confidence: float = 0.95,
+                    random_state=0, extra_details: dict | None = None) -> list[AttackResult]:
+    """AttackResults ``ari``, ``nmi``, ``attribution_accuracy`` for predicted labels ``pred``.
+
+    ``truth`` are integer user codes aligned with ``pred`` (``-1`` in ``pred`` = noise).
+    ``ceiling`` is the Bayes-optimal attribution accuracy (attached to ``attribution_accuracy``).
+    """
+    truth = np.asarray(truth, dtype=np.int64)
+    pred = np.asarray(pred, dtype=np.int64)
+    if truth.shape != pred.shape or truth.ndim != 1:
+        raise ValueError(f"truth and pred must be 1-D of equal length, got {truth.shape} and {pred.shape}")
+    rng = check_random_state(random_state)
+    n = int(truth.size)
+    table, noise = contingency(truth, pred)
+    values = partition_metrics(table, noise)
+    null = permutation_null(truth, pred, n_permutations, rng)
+    boot = bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
+    tail = (1.0 - confidence) / 2.0
+    n_true = int((np.bincount(truth) > 0).sum())
+    n_pred = int((table.sum(axis=0) > 0).sum())
+    details = {
+        "pairwise_precision": values["pairwise_precision"],
+        "pairwise_precision_baseline": float(null["pairwise_precision"].mean()),
+        "pairwise_recall": values["pairwise_recall"],
+        "pairwise_recall_baseline": float(null["pairwise_recall"].mean()),
+        "n_clusters": n_pred, "n_noise": int(noise.sum()), "n_users_true": n_true,
+        "n_permutations": int(n_permutations), "n_bootstrap": int(n_bootstrap),
+        "baseline_method": "permutation (labels shuffled, sizes kept, re-matched)",
+        **(extra_details or {}),
+    }
+    results = []
+    for metric in ("ari", "nmi", "attribution_accuracy"):
+        v = values[metric]
+        if metric == "attribution_accuracy":
+            correct = int(round(v * n))
+            ci = proportion_ci(correct, n, confidence)
+            ci_method = "wilson"
+        else:
+            lo, hi = np.quantile(boot[metric], [tail, 1.0 - tail])
+            ci = (float(min(lo, v)), float(max(hi, v)))
+            ci_method = "bootstrap"
+        b, adv, adv_ci = advantage_interval(v, ci, null[metric], confidence)
+        d = dict(details, ci_method=ci_method)
+        c = None
+        if metric == "attribution_accuracy" and ceiling is not None:
+            c = float(ceiling)
+            d.update(ceiling_details or {})
+        results.append(AttackResult(name=name, metric=metric, value=float(v), ci=ci, baseline=b, advantage=adv,
+                                    advantage_ci=adv_ci, ceiling=c, n=n, knowledge=knowledge, features=features,
+                                    details=d))
+    return results
+
+
+def bayes_attribution_ceiling(distributions, user_names, truth: np.ndarray,
+                              random_state=0, **estimator_options) -> tuple[float | None, dict]:
+    """Bayes-optimal attribution accuracy ``1 - misattribution`` for the users in the pool.
+
+    ``user_names[c]`` is the user of code ``c`` in ``truth``; priors are each user's share of the
+    uploads.  Uses ``privacy_audit.misattribution.bayes_misattribution``; for the ``static`` family
+    (point masses) it is exact: users with identical vectors are indistinguishable, so the optimum
+    picks the most frequent user of each group of identical vectors.  The Beta family's shared
+    affine map is a bijection, which leaves the Bayes error unchanged, so it is ignored here.
+    ``estimator_options`` (e.g. ``target_halfwidth``) go to ``bayes_misattribution``.
+    Returns ``(None, {"ceiling_error": ...})`` when the ceiling cannot be computed.
+    """
+    if distributions is None:
+        return None, {}
+    counts = np.bincount(np.asarray(truth, dtype=np.int64), minlength=len(user_names)).astype(np.float64)
+    index = {u: i for i, u in enumerate(distributions.users)}
+    missing = [u for u in user_names if u not in index]
+    if missing:
+        return None, {"ceiling_error": f"{len(missing)} pool users (e.g. {missing[0]!r}) have no distribution"}
+    rows = np.asarray([index[u] for u in user_names])
+    keep = counts > 0
+    rows, priors = rows[keep], counts[keep] / counts.sum()
+    params = {k: np.asarray(v)[rows] for k, v in distributions.params.items()}
+    if distributions.family == "static":
+        _, group = np.unique(params["value"], axis=0, return_inverse=True)
+        best = np.zeros(int(group.max()) + 1)
+        np.maximum.at(best, group.ravel(), priors)
+        return float(best.sum()), {"ceiling_method": "exact (point masses)"}
+    try:
+        from privacy_audit.misattribution import bayes_misattribution
+    except ImportError as exc:  # the theory module is optional at run time
+        return None, {"ceiling_error": f"privacy_audit.misattribution unavailable ({exc})"}
+    est = bayes_misattribution(distributions.family, params, priors=priors, random_state=random_state,
+                               **estimator_options)
+    lo, hi = est.ci
+    return float(1.0 - est.value), {"ceiling_ci": [float(1.0 - hi), float(1.0 - lo)],
+                                    "ceiling_method": f"1 - bayes_misattribution ({est.method})"}
+
+
+# --------------------------------------------------------------------------- linkage
+
+TARGET_FPRS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
+
+
+def sample_pairs(q_codes: np.ndarray, r_codes: np.ndarray, n_pairs: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(query_index, reference_index, same_user)``: up to ``n_pairs`` uniform same-user pairs and
+    as many uniform different-user pairs among all (query, reference) pairs: O(n_pairs), not O(n^2)."""
+    n_users = int(max(q_codes.max(), r_codes.max())) + 1
+    ref_count = np.bincount(r_codes, minlength=n_users)
+    order = np.argsort(r_codes, kind="stable")
+    starts = np.concatenate([[0], np.cumsum(ref_count)[:-1]])
+    m = ref_count[q_codes].astype(np.float64)
+    qi_parts, ri_parts, lab_parts = [], [], []
+    if m.sum() > 0:  # same-user pairs: query with prob. prop. to its same-user references
+        n_same = int(min(n_pairs, m.sum()))
+        qi = rng.choice(q_codes.size, n_same, p=m / m.sum())
+        u = q_codes[qi]
+        ri = order[starts[u] + rng.integers(0, ref_count[u])]
+        qi_parts.append(qi), ri_parts.append(ri), lab_parts.append(np.ones(n_same, bool))
+    other = r_codes.size - m
+    if other.sum() > 0:  # different-user pairs: query prop. to its other-user references, then rejection
+        qi = rng.choice(q_codes.size, n_pairs, p=other / other.sum())
+        ri = rng.integers(0, r_codes.size, n_pairs)
+        bad = r_codes[ri] == q_codes[qi]
+        while bad.any():
+            ri[bad] = rng.integers(0, r_codes.size, int(bad.sum()))
+            bad = r_codes[ri] == q_codes[qi]
+        qi_parts.append(qi), ri_parts.append(ri), lab_parts.append(np.zeros(n_pairs, bool))
+    return np.concatenate(qi_parts), np.concatenate(ri_parts), np.concatenate(lab_parts)
+
+
+def roc_metrics(scores: np.ndarray, same: np.ndarray, weight: np.ndarray | None = None,
+                order: np.ndarray | None = None) -> dict[str, float]:
+    """AUC and TPR at the target FPRs from the weighted ROC curve (linear interpolation).
+
+    The ROC points are the cumulative weighted positives / negatives above each distinct threshold
+    (as ``sklearn.metrics.roc_curve``, against which the tests check it); ``order`` (scores sorted
+    descending) can be passed to reuse one sort across bootstrap reweightings.  Interpolating between
+    ROC points is achievable by randomizing between two thresholds, so a scorer without information
+    (all ties) gets TPR = FPR, the chance baseline; the AUC is the trapezoid area.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    w = np.ones(scores.size) if weight is None else np.asarray(weight, dtype=np.float64)
+    if order is None:
+        order = np.argsort(-scores, kind="mergesort")
+    s, pos, ws = scores[order], same[order], w[order]
+    last = np.r_[np.flatnonzero(np.diff(s) != 0), s.size - 1]  # last index of each distinct score
+    tp = np.cumsum(ws * pos)[last]
+    fp = np.cumsum(ws * ~pos)[last]
+    tpr = np.r_[0.0, tp / tp[-1]] if tp[-1] > 0 else np.r_[0.0, tp]
+    fpr = np.r_[0.0, fp / fp[-1]] if fp[-1] > 0 else np.r_[0.0, fp]
+    out = {"auc": float(np.trapezoid(tpr, fpr))}
+    for key, target in TARGET_FPRS.items():
+        out[key] = float(np.interp(target, fpr, tpr))
+    return out
+
+
+def _topk_hits(q_codes, r_codes, topk, k) -> np.ndarray:
+    return (r_codes[topk[:, :k]] == q_codes[:, None]).any(axis=1)
+
+
+def score_linkage(name: str, q_codes: np.ndarray, r_codes: np.ndarray, topk: np.ndarray, pair_scores, *,
+                  knowledge: str = "embeddings", features: str = "embedding", n_pairs: int = 10000,
+                  n_permutations: int = 50, n_bootstrap: int = 100, confidence: float = 0.95,
+                  random_state=0, extra_details: dict | None = None) -> list[AttackResult]:
+    """Linkage metrics of a fitted attack, each with CI, chance baseline and advantage CI.
+
+    * ``linkage_top1`` / ``linkage_top5``: share of queries with a same-user reference among their
+      top 1 / 5 candidates; Wilson CI; baseline exact: a random set of ``k`` references contains the
+      query user's ``m_u`` references with probability ``1 - C(R - m_u, k) / C(R, k)``, averaged over queries.
+    * ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``: over ``n_pairs`` uniform same-user and
+      ``n_pairs`` uniform different-user pairs scored by ``pair_scores(query_idx, ref_idx)``;
+      percentile-bootstrap CI over queries; baselines 0.5 and the FPR.  The ROC points (down-sampled
+      to <= 200) are in ``details["roc"]``.
+    * Advantage CIs combine the value's CI with the permutation null (user codes shuffled within the
+      queries and within the references, pairs re-sampled) as in :func:`advantage_interval`.
+    """
+    from scipy.stats import hypergeom
+
+    rng = check_random_state(random_state)
+    q_codes, r_codes = np.asarray(q_codes, np.int64), np.asarray(r_codes, np.int64)
+    nq, nr = q_codes.size, r_codes.size
+    ref_count = np.bincount(r_codes, minlength=int(max(q_codes.max(), r_codes.max())) + 1)
+    details = {"n_queries": int(nq), "n_references": int(nr), "n_permutations": int(n_permutations),
+               **(extra_details or {})}
+    results = []
+    perms = [(rng.permutation(q_codes), rng.permutation(r_codes)) for _ in range(int(n_permutations))]
+    for metric, k in (("linkage_top1", 1), ("linkage_top5", 5)):
+        k_eff = min(k, topk.shape[1], nr)
+        hits = _topk_hits(q_codes, r_codes, topk, k_eff)
+        v = float(hits.mean())
+        ci = proportion_ci(int(hits.sum()), nq, confidence)
+        base = float(np.mean(hypergeom.sf(0, nr, ref_count[q_codes], k_eff)))
+        null = [_topk_hits(pq, pr, topk, k_eff).mean() for pq, pr in perms]
+        b, adv, adv_ci = advantage_interval(v, ci, null, confidence, baseline=base)
+        results.append(AttackResult(name=name, metric=metric, value=v, ci=ci, baseline=b, advantage=adv,
+                                    advantage_ci=adv_ci, ceiling=None, n=int(nq), knowledge=knowledge, features=features,
+                                    details=dict(details, k=int(k_eff), ci_method="wilson",
+                                                 baseline_method="exact (hypergeometric)")))
+    same_available = np.any(ref_count[q_codes] > 0)
+    diff_available = np.any(ref_count[q_codes] < nr)
+    if not (same_available and diff_available):
+        return results
+    qi, ri, same = sample_pairs(q_codes, r_codes, n_pairs, rng)
+    scores = pair_scores(qi, ri)
+    order = np.argsort(-scores, kind="mergesort")
+    values = roc_metrics(scores, same, order=order)
+    from sklearn.metrics import roc_curve
+
+    fpr, tpr, _ = roc_curve(same, scores)
+    keep = np.unique(np.linspace(0, fpr.size - 1, min(200, fpr.size)).round().astype(int))
+    boot = {key: [] for key in values}
+    for _ in range(int(n_bootstrap)):
+        w = np.bincount(rng.integers(0, nq, nq), minlength=nq)[qi].astype(np.float64)
+        if same[w > 0].all() or not same[w > 0].any():
+            continue
+        for key, val in roc_metrics(scores, same, w, order).items():
+            boot[key].append(val)
+    null = {key: [] for key in values}
+    for pq, pr in perms:
+        pqi, pri, psame = sample_pairs(pq, pr, n_pairs, rng)
+        for key, val in roc_metrics(pair_scores(pqi, pri), psame).items():
+            null[key].append(val)
+    tail = (1.0 - confidence) / 2.0
+    baselines = {"auc": 0.5, **TARGET_FPRS}
+    for key, v in values.items():
+        lo, hi = np.quantile(boot[key], [tail, 1.0 - tail]) if boot[key] else (v, v)
+        ci = (float(min(lo, v)), float(max(hi, v)))
+        b, adv, adv_ci = advantage_interval(v, ci, null[key], confidence, baseline=baselines[key])
+        d = dict(details, n_pairs_same=int(same.sum()), n_pairs_different=int((~same).sum()),
+                 ci_method="bootstrap over queries", pair_sampling="uniform same-user and different-user pairs")
+        if key == "auc":
+            d["roc"] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+        results.append(AttackResult(name=name, metric=key, value=v, ci=ci, baseline=b, advantage=adv,
+                                    advantage_ci=adv_ci, ceiling=None, n=int(same.size), knowledge=knowledge,
+                                    features=features, details=d))
+    return results
