@@ -1,0 +1,306 @@
+"""``simulate(config)``: the whole IDfree-PL flow on one data set, with its baselines and metrics.
+
+Flow (one call; every stage seeded from ``config.seed``):
+
+1. data: the built-in persona corpus (or a real data set through ``idfree_core.data``), tokenized;
+   each user's training documents split into device-train / device-validation;
+2. **central** baseline: the compact transformer trained on all training texts, text only
+   (no personalization, the paper's non-personalized model);
+3. per family (the configured one, and ``static`` as the ID-equivalent baseline), trained the same
+   way except for the embedding: a short warm-up of the central model on texts paired with fresh
+   samples of the *common initial* distribution ``q_0`` (non-personalized; it opens the user-token
+   pathway), then ``rounds`` times: every device trains its distribution against the frozen model
+   (:mod:`idfree_core.fleet`), uploads its training texts each with a fresh sample, the uploads are
+   shuffled and stripped of users (:func:`idfree_core.uploads.anonymize`), and the cloud fine-tunes
+   on the anonymous pool (:func:`idfree_core.cloud.fine_tune_on_pool`);
+4. test-time queries: each test text with a fresh sample from its user's final distribution
+   (session 1 in the pool) -> accuracy; optional **on-device full fine-tuning** baseline;
+5. metrics: Wilson intervals per method (``scipy.stats.binomtest(...).proportion_ci``), paired
+   bootstrap intervals for accuracy gaps over the same test items (``scipy.stats.bootstrap`` on the
+   per-item differences), Bayes ceilings (persona), added inference latency.
+
+The pool written is what the cloud saw in the last round (session 0) plus the queries (session 1);
+``user_distributions.json`` holds the distributions that produced them.  The central model, the
+static baseline and the on-device baseline are cached per process (keyed by the configuration
+fields they depend on), so sweeps over family / spread / device settings reuse them; treat the
+returned ``model``/``fleet`` as read-only.  Stages and caches: :mod:`idfree_core.stages`; scoring:
+:mod:`idfree_core.evaluation`; batched device training: :mod:`idfree_core.fleet`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from idfree_core.atomic import write_text_atomic
+from idfree_core.errors import InputError
+from idfree_core.evaluation import Predictions, evaluate, latency_ms, metrics_block, ondevice_finetune
+from idfree_core.stages import (MODEL_FIELDS, Encoded, cached, central_model, clear_cache, config_key, n_tokens_for,
+                                personalize, prepare_data, seed_for, static_baseline)
+from idfree_core.uploads import (Oracle, UploadPool, UserDistributions, anonymize, write_oracle, write_uploads,
+                                 write_user_distributions)
+
+__all__ = ["SimulationConfig", "SimulationResult", "simulate", "clear_cache", "prepare_data", "central_model",
+           "Encoded"]
+FAMILIES = ("beta", "gaussian", "static")
+DATA_FORMATS = (None, "csv", "jsonl", "sentiment140", "amazon", "leaf")
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything ``simulate`` depends on.  Defaults: the acceptance configuration (issue 2).
+
+    Data: ``data`` ("persona" or a file path), ``data_format``/``*_column`` (real data, see
+    :func:`idfree_core.data.load_corpus`), ``n_users`` (persona users, or the most active users
+    kept), ``docs_per_user``/``difficulty``/``persona_options`` (persona only).
+    Family: ``family``; ``std`` (Gaussian std, fixed for classification as in the reference);
+    ``beta_concentration`` ``c`` (Beta init ``alpha, beta = 2c, 5c``, generation ``5c, 6c``: larger
+    ``c`` = narrower); ``n_tokens`` (default 1 for classification, 5 for generation).
+    Model: ``d_model``, ``n_layers``, ``n_heads``, ``max_len`` (positions incl. user tokens).
+    Central: ``central_lr``, ``central_epochs``, ``batch_size``; ``warmup_epochs`` with samples
+    of the common prior.  Devices: ``device_lr``, ``device_weight_decay``, ``device_clip``,
+    ``device_epochs``, ``device_max_steps`` (per round), ``device_batch``, ``device_val_fraction``.
+    Cloud: ``cloud_lr``, ``cloud_weight_decay``, ``cloud_epochs`` (per round), ``cloud_clip``,
+    ``uploads_per_text`` (fresh samples uploaded per training text), ``rounds``.
+    Baselines: ``baselines`` (``"static"``, ``"ondevice"``), ``ondevice_lr``, ``ondevice_epochs``.
+    Scoring: ``entropy_samples`` (fresh samples per test item for the sample entropy),
+    ``n_bootstrap``.  The learning rates are tuned for the compact model trained from scratch; the
+    authors' values for pretrained LMs (5e-5 everywhere) are ``cloud.REFERENCE_*`` and
+    ``docs/real_models.md``.
+    """
+
+    data: str = "persona"
+    data_format: str | None = None
+    user_column: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    n_users: int = 50
+    docs_per_user: int = 100
+    difficulty: float = 1.0
+    persona_options: tuple = ()
+    family: str = "beta"
+    std: float = 0.2
+    beta_concentration: float = 1.0
+    n_tokens: int | None = None
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    max_len: int = 48
+    central_lr: float = 1e-3
+    central_epochs: int = 6
+    warmup_epochs: int = 1
+    batch_size: int = 32
+    device_lr: float = 3e-2
+    device_weight_decay: float = 0.0
+    device_clip: float = 5.0
+    device_epochs: int = 10
+    device_max_steps: int | None = None
+    device_batch: int = 8
+    device_val_fraction: float = 0.2
+    cloud_lr: float = 1e-3
+    cloud_weight_decay: float = 0.05
+    cloud_epochs: int = 2
+    cloud_clip: float = 5.0
+    uploads_per_text: int = 1
+    rounds: int = 2
+    baselines: tuple = ("static", "ondevice")
+    ondevice_lr: float = 1e-3
+    ondevice_epochs: int = 3
+    entropy_samples: int = 8
+    n_bootstrap: int = 2000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.persona_options, dict):
+            object.__setattr__(self, "persona_options", tuple(sorted(self.persona_options.items())))
+        object.__setattr__(self, "baselines", tuple(self.baselines))
+        if self.family not in FAMILIES:
+            raise InputError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
+        if self.data_format not in DATA_FORMATS:
+            raise InputError(f"data_format must be one of {[f for f in DATA_FORMATS if f]}, got {self.data_format!r}")
+        bad = set(self.baselines) - {"static", "ondevice"}
+        if bad:
+            raise InputError(f"baselines may contain 'static' and 'ondevice', got {sorted(bad)}")
+        positive = ("n_users", "docs_per_user", "difficulty", "std", "beta_concentration", "d_model", "n_layers",
+                    "n_heads", "max_len", "central_lr", "central_epochs", "batch_size", "device_lr", "device_clip",
+                    "device_epochs", "device_batch", "cloud_lr", "cloud_epochs", "cloud_clip", "uploads_per_text",
+                    "rounds", "ondevice_lr", "ondevice_epochs", "entropy_samples", "n_bootstrap")
+        for name in positive:
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+                raise InputError(f"{name} must be a positive number, got {v!r}")
+        for name in ("n_tokens", "device_max_steps"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise InputError(f"{name} must be a positive integer or None, got {v!r}")
+        if self.n_users < 2:
+            raise InputError(f"n_users must be at least 2, got {self.n_users}")
+        if not 0 < self.device_val_fraction < 1:
+            raise InputError(f"device_val_fraction must be in (0, 1), got {self.device_val_fraction}")
+        if self.warmup_epochs < 0:
+            raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["persona_options"] = dict(self.persona_options)
+        d["baselines"] = list(self.baselines)
+        return d
+
+
+@dataclass(frozen=True, eq=False)
+class SimulationResult:
+    """Outputs of :func:`simulate`: the pool (what the cloud saw) and the auditor's side."""
+
+    config: SimulationConfig
+    pool: UploadPool
+    oracle: Oracle
+    distributions: UserDistributions
+    metrics: dict
+    corpus: Any
+    predictions: dict  # method -> Predictions (per test item: user, label, correct, entropies)
+    trajectories: np.ndarray  # (n_users, total_device_steps + 1): ||phi_u - phi_0||_2 per step (unconstrained)
+    users: tuple
+    trajectories_constrained: np.ndarray | None = None  # ||theta_u - theta_0||_2 (constrained parameters)
+    trajectories_inf: np.ndarray | None = None  # ||phi_u - phi_0||_inf
+    model: Any = field(repr=False, default=None)
+    fleet: Any = field(repr=False, default=None)
+
+    def to_dict(self) -> dict:
+        return self.metrics
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write uploads.parquet, oracle.parquet, user_distributions.json, metrics.json (atomically)."""
+        out = Path(out_dir)
+        if out.exists() and not out.is_dir():
+            raise InputError(f"--out {out}: exists and is not a folder")
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {k: out / f for k, f in (("uploads", "uploads.parquet"), ("oracle", "oracle.parquet"),
+                                         ("distributions", "user_distributions.json"), ("metrics", "metrics.json"))}
+        write_uploads(self.pool, paths["uploads"])
+        write_oracle(self.oracle, paths["oracle"])
+        write_user_distributions(self.distributions, paths["distributions"])
+        write_text_atomic(paths["metrics"], json.dumps(_jsonable(self.metrics), indent=2, allow_nan=False))
+        return paths
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _jsonable(obj.item())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import scipy
+
+    try:
+        ours = version("idfree-audit")
+    except PackageNotFoundError:
+        ours = "unknown"
+    return {"idfree-audit": ours, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": np.__version__, "scipy": scipy.__version__}
+
+
+def simulate(config: SimulationConfig | None = None, progress: bool = True, threads: int | None = 1,
+             **overrides) -> SimulationResult:
+    """Run the whole pipeline (see the module docstring); ``overrides`` replace config fields.
+
+    ``threads``: torch intra-op threads during the run (restored afterwards; ``None`` leaves the
+    setting alone).  The models are tiny, so one thread is about as fast as two on an idle machine
+    and much faster on a shared one (oversubscription).
+    """
+    config = replace(config or SimulationConfig(), **overrides) if overrides else (config or SimulationConfig())
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    try:
+        return _simulate(config, progress)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        timings, mark = {}, time.perf_counter()
+
+        def lap(name):
+            nonlocal mark
+            now = time.perf_counter()
+            timings[name] = now - mark
+            mark = now
+
+        corpus, train, dev_train, dev_val, test = prepare_data(config)
+        users = corpus.users
+        lap("data")
+        central = central_model(config, progress)
+        preds: dict[str, Predictions] = {"central": evaluate(central, test, None, users)}
+        lap("central")
+        if config.family == "static":
+            main = static_baseline(config, progress)
+        else:
+            main = personalize(config, config.family, progress)
+        preds["idfree"] = main["predictions"]
+        lap("idfree")
+        if "static" in config.baselines:
+            preds["static"] = static_baseline(config, progress)["predictions"]
+            lap("static")
+        if "ondevice" in config.baselines:
+            preds["ondevice"] = cached(("ondevice", config.ondevice_lr, config.ondevice_epochs)
+                                        + config_key(config, MODEL_FIELDS),
+                                        lambda: ondevice_finetune(central, train, test, users, config.ondevice_lr,
+                                                                  config.ondevice_epochs, config.device_batch,
+                                                                  seed_for(config, "ondevice"), progress))
+            lap("ondevice")
+        fleet, n_tok = main["fleet"], n_tokens_for(config, corpus)
+        k = config.uploads_per_text
+        emb = torch.cat([main["uploads"].reshape(-1, n_tok * config.d_model),
+                         main["queries"].reshape(-1, n_tok * config.d_model)]).numpy()
+        user_names = np.asarray(users, dtype=object)
+        rows_user = np.concatenate([user_names[np.repeat(train.codes, k)], user_names[test.codes]])
+        texts = list(np.repeat(np.asarray(train.texts, dtype=object), k)) + list(test.texts)
+        labels = None
+        if train.labels is not None:
+            labels = np.concatenate([np.repeat(train.labels.numpy(), k), test.labels.numpy()])
+        session = np.concatenate([np.zeros(len(train.codes) * k, np.int64), np.ones(len(test.codes), np.int64)])
+        pool, oracle = anonymize(emb, rows_user, text=texts, label=labels, session=session, n_tokens=n_tok,
+                                 rng=np.random.default_rng(seed_for(config, "anonymize")))
+        distributions = fleet.export(users)
+        torch.manual_seed(seed_for(config, "latency"))
+        latency = latency_ms(main["model"], test, fleet.module_for(0))
+        metrics = metrics_block(preds, corpus, config, latency, seed_for(config, "bootstrap"))
+        traj = main["trajectories"]
+        metrics["device"] = {"steps_total": int(traj["trajectory_"].shape[1] - 1), "rounds": config.rounds,
+                             "max_distance_unconstrained": float(traj["trajectory_unconstrained_"].max()),
+                             "max_coordinate_drift_unconstrained": float(traj["trajectory_unconstrained_inf_"].max()),
+                             "max_distance_constrained": float(traj["trajectory_"].max()),
+                             "final_distance_constrained_mean": float(traj["trajectory_"][:, -1].mean())}
+        metrics["pool"] = {"n_uploads": int(pool.n), "n_training_uploads": int((pool.sessions() == 0).sum()),
+                           "n_queries": int((pool.sessions() == 1).sum()), "n_tokens": n_tok,
+                           "embedding_dim": int(pool.dim)}
+        lap("pool_and_metrics")
+        metrics["wall_time_s"] = time.perf_counter() - t0
+        metrics["timings_s"] = timings  # cached stages take ~0 s
+        metrics["versions"] = _versions()
+    return SimulationResult(config=config, pool=pool, oracle=oracle, distributions=distributions, metrics=metrics,
+                            corpus=corpus, predictions=preds, trajectories=traj["trajectory_unconstrained_"],
+                            trajectories_constrained=traj["trajectory_"],
+                            trajectories_inf=traj["trajectory_unconstrained_inf_"], users=tuple(users),
+                            model=main["model"], fleet=fleet)
