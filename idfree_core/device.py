@@ -156,6 +156,11 @@ def default_loss(output, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy: logits ``(B, C)`` with labels ``(B,)``, or ``(B, T, V)`` with ``(B, T)``
     (next-token; positions labelled ``-100`` are ignored).  Accepts objects with ``.logits``.
 
+    Next-token labels are *targets aligned with the logits*, i.e. already shifted:
+    ``labels[:, j]`` is the token to predict at position ``j`` (``input_ids[:, j + 1]``), as
+    ``CompactTransformer.token_targets`` builds them.  Passing ``labels=input_ids`` unshifted would
+    train the model to copy its input.
+
     If the logits are longer than the labels (user tokens prepended as a prefix), the labels are
     left-padded with ``-100``: label ``j`` scores logit position ``T - T_labels + j``.  Models with
     another alignment should pass labels already aligned with their logits.
