@@ -365,3 +365,18 @@ def test_oracle_rejects_unknown_ids():
     o = Oracle(upload_id=[0, 1], user=["a", "b"])
     with pytest.raises(InputError, match="not in the oracle"):
         o.users_for([0, 5])
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    """Atomic output must not inherit mkstemp's private 0600 mode."""
+    import os
+    import stat
+
+    from idfree_core.atomic import write_text_atomic
+
+    target = tmp_path / "out.json"
+    write_text_atomic(target, "{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
