@@ -42,6 +42,7 @@ import torch
 
 from idfree_core.atomic import write_text_atomic
 from idfree_core.errors import InputError
+from idfree_core.jsonable import to_jsonable
 from idfree_core.evaluation import Predictions, evaluate, latency_ms, metrics_block, ondevice_finetune
 from idfree_core.stages import (MODEL_FIELDS, Encoded, cached, central_model, clear_cache, config_key, n_tokens_for,
                                 personalize, prepare_data, seed_for, static_baseline)
@@ -187,22 +188,8 @@ class SimulationResult:
         write_uploads(self.pool, paths["uploads"])
         write_oracle(self.oracle, paths["oracle"])
         write_user_distributions(self.distributions, paths["distributions"])
-        write_text_atomic(paths["metrics"], json.dumps(_jsonable(self.metrics), indent=2, allow_nan=False))
+        write_text_atomic(paths["metrics"], json.dumps(to_jsonable(self.metrics), indent=2, allow_nan=False))
         return paths
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def _versions() -> dict:

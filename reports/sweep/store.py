@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from idfree_core.errors import InputError
-from reports.commands import _jsonable
+from idfree_core.jsonable import to_jsonable
 
 STORE_NAME = "results.sqlite"
 _SCHEMA = """
@@ -82,7 +82,7 @@ class ResultsStore:
         if held is None:
             with self._conn:
                 self._conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
-                    ("spec_hash", spec_hash), ("spec", json.dumps(_jsonable(dict(spec)))),
+                    ("spec_hash", spec_hash), ("spec", json.dumps(to_jsonable(dict(spec)))),
                     ("created_at", str(time.time()))])
 
     def spec(self) -> dict[str, Any] | None:
@@ -96,12 +96,12 @@ class ResultsStore:
         """Commit one point (row and artifacts) in one transaction; replaces an earlier failure."""
         if status not in ("ok", "failed"):
             raise ValueError(f"status must be 'ok' or 'failed', got {status!r}")
-        metrics_json = None if metrics is None else json.dumps(_jsonable(dict(metrics)), allow_nan=False)
+        metrics_json = None if metrics is None else json.dumps(to_jsonable(dict(metrics)), allow_nan=False)
         blobs = [(point_id, str(k), _to_npz(v)) for k, v in (artifacts or {}).items()]
         with self._conn:  # BEGIN ... COMMIT, rolled back on any exception
             self._conn.execute(
                 "INSERT OR REPLACE INTO points VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (point_id, int(index), json.dumps(_jsonable(dict(config)), sort_keys=True), status,
+                (point_id, int(index), json.dumps(to_jsonable(dict(config)), sort_keys=True), status,
                  metrics_json, error, elapsed_s, time.time()))
             self._conn.execute("DELETE FROM artifacts WHERE point_id = ?", (point_id,))
             self._conn.executemany("INSERT INTO artifacts VALUES (?, ?, ?)", blobs)
