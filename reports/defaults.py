@@ -21,7 +21,7 @@ docs_per_user = 60
 [grid]
 family = ["gaussian", "beta", "static"]
 lr = [0.003, 0.03]
-n_users = [10]
+n_users = [20]
 seed = [0]
 
 [grid.spread]
