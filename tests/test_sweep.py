@@ -244,7 +244,8 @@ def test_dead_worker_process_stops_the_sweep_and_a_rerun_completes(tmp_path, mon
         run_sweep(spec, out, workers=2, point_fn="_fake_points:counting_point", progress=False)
     with ResultsStore(out, create=False) as store:
         saved = set(store.status())
-    assert 0 < len(saved) <= 4
+    # Each of the 2 workers may pass the die-after check at count 3 before either logs: at most 4 + 1.
+    assert 0 < len(saved) <= 4 + 1
     monkeypatch.delenv("FAKE_DIE_AFTER")
     summary = run_sweep(spec, out, workers=2, point_fn="_fake_points:counting_point", progress=False)
     assert summary.n_ok == 14 and summary.n_skipped == len(saved)
