@@ -105,6 +105,8 @@ def test_attack_figure_content(frame, rows):
     ax_roc, ax_clu, ax_ceil = figures.attack_figure(frame, attacks, roc).get_axes()
     assert len(ax_roc.get_lines()) == len(roc) + 1 and ax_roc.get_xscale() == "log"
     assert all("TPR@1%FPR" in t for t in _legend(ax_roc)[:2])
+    chance = ax_roc.get_lines()[-1]
+    assert np.allclose(chance.get_xdata(), chance.get_ydata()) and len(chance.get_xdata()) > 50
     assert sum(len(c.get_offsets()) for c in ax_ceil.collections) == attacks["ceiling"].notna().sum()
     assert ax_ceil.get_xlabel() == "Bayes-optimal ceiling"
     assert set(_legend(ax_clu)) == {"beta ARI", "gaussian ARI", "static ARI"}

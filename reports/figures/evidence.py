@@ -85,7 +85,8 @@ def attack_figure(frame: pd.DataFrame, attacks: pd.DataFrame,
         fpr, tpr = np.asarray(fpr, float), np.asarray(tpr, float)
         at1 = float(np.interp(0.01, fpr, tpr)) if len(fpr) > 1 else float("nan")
         ax_roc.plot(np.clip(fpr, 1e-4, 1), tpr, label=f"{label}\nTPR@1%FPR {at1:.2f}")
-    ax_roc.plot([1e-4, 1], [1e-4, 1], ":", color="grey", label="chance")
+    chance = np.logspace(-4, 0, 200)  # TPR = FPR, a curve on the log axis, not a straight line
+    ax_roc.plot(chance, chance, ":", color="grey", label="chance")
     ax_roc.set_xscale("log")
     ax_roc.set_xlabel("false positive rate (pairs)")
     ax_roc.set_ylabel("true positive rate")
