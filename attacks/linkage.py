@@ -5,8 +5,10 @@ without later sessions is split at random (seeded) into two halves: references a
 
 * :class:`NearestNeighbourLinkage`: exact k nearest references of every query, from blocked
   float32 matrix products ``||q||^2 - 2 q.r + ||r||^2`` (cosine: the same on unit vectors) and a
-  per-block top-k (``torch.topk``), so memory stays ``O(block * n_refs)``.  Pair score: minus the
-  distance (cosine similarity).
+  per-block top-k (``torch.topk``), so memory stays ``O(block * n_refs)``; on large pools the same
+  exact search with triangle-inequality cell pruning (:func:`attacks.neighbors.knn_pruned`), which
+  falls back to the blocked products where pruning does not pay.  Pair score: minus the distance
+  (cosine similarity).
 * :class:`LikelihoodRatioLinkage`: a Gaussian mixture is fitted without labels to all uploads
   (k-means-initialised EM; covariance type and, when unknown, the number of components chosen by
   BIC; :func:`attacks.clustering.fit_mixture`), giving responsibilities ``g_x(c) = P(c | x)``.
@@ -135,14 +137,17 @@ class _Linkage:
 
 
 class NearestNeighbourLinkage(_Linkage):
-    """Link each query to its nearest references (exact, blocked float32 products)."""
+    """Link each query to its nearest references (exact: blocked float32 products, or cell pruning on
+    large pools; ``search_`` records which, and for pruning the fraction of distances computed)."""
 
     name = "linkage[nearest_neighbour]"
     _gaussianize = False
+    PRUNE_MIN = 50000
 
     def __init__(self, metric: str = "euclidean", features: str = "embedding", k: int = 5, block_size: int | None = None,
-                 n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
+                 algorithm: str = "auto", n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
         self.metric = metric
+        self.algorithm = algorithm
         self.features = features
         self.k = k
         self.block_size = block_size
@@ -151,11 +156,24 @@ class NearestNeighbourLinkage(_Linkage):
         self.random_state = random_state
 
     def fit(self, pool) -> "NearestNeighbourLinkage":
-        _, xr, xq = self._prepare(pool)
+        """Exact k nearest references per query; ``algorithm``: ``brute``, ``pruned`` or ``auto``
+        (pruned from ``PRUNE_MIN`` references on; both give the same neighbours up to exact ties)."""
+        from attacks.neighbors import knn_pruned
+
+        if self.algorithm not in ("auto", "brute", "pruned"):
+            raise InputError(f"algorithm must be 'auto', 'brute' or 'pruned', got {self.algorithm!r}")
+        rng, xr, xq = self._prepare(pool)
         self._xr = np.ascontiguousarray(xr, dtype=np.float32)
         self._xq = np.ascontiguousarray(xq, dtype=np.float32)
         threads = 1 if pool.n < 20000 else None  # small problems: no thread start-up cost
-        self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric, self.block_size, threads)
+        pruned = self.algorithm == "pruned" or (self.algorithm == "auto" and self._xr.shape[0] >= self.PRUNE_MIN)
+        if pruned:
+            self.topk_, self.topk_distance_, self.search_ = knn_pruned(
+                self._xq, self._xr, self.k, self.metric, threads=threads, random_state=_seed(rng), return_stats=True)
+        else:
+            self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric, self.block_size,
+                                                          threads)
+            self.search_ = {"algorithm": "brute"}
         return self
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The attack suite: every attack against one pool, scored against the oracle when there is one.
 
-:func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The adversary never knows
-the number of users: clustering chooses it by BIC (:func:`attacks.clustering.select_n_clusters`)
+:func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The default adversary does
+not know the number of users: clustering chooses it by BIC (:func:`attacks.clustering.select_n_clusters`)
 and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
 model selection runs once.  The oracle and the true distributions are used only for scoring
 (and, in parameter inversion, to select k linked uploads: see its docstring).
@@ -9,7 +9,11 @@ model selection runs once.  The oracle and the true distributions are used only 
 Attack groups (``attacks=``):
 
 * ``clustering``: Gaussian mixture with BIC model selection (``method="auto"``), and k-means with
-  the BIC-estimated number of users.
+  the BIC-estimated number of users.  Given the oracle (by default: and the true distributions;
+  ``known_n_users``), also the stronger adversary who knows the number of users (a deployment's
+  user count is often public): ``clustering[auto][n_users known]`` and
+  ``mixture_inversion[...][n_users known]`` (the latter only when the estimate differs); every clustering and mixture-inversion result
+  states its assumption in ``details["assumption"]``.
 * ``linkage``: nearest-neighbour and likelihood-ratio linkage of later sessions to session 0.
 * ``inversion``: mixture inversion (EM for the known or guessed family; the family and Beta's
   shared affine map are taken from the distributions file when given, as the system's public
@@ -24,7 +28,7 @@ Identifier columns found in the uploads file are reported first among the findin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
@@ -87,7 +91,7 @@ def _seed(rng) -> int:
 
 def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None, max_n: int = 5000,
                      random_state=0) -> tuple[int, dict[int, float]]:
-    """The adversary's estimate of the number of users: BIC over diagonal Gaussian mixtures.
+    """The adversary's estimate of the number of users: BIC over diagonal (d <= 16) or spherical GMMs.
 
     ``k_max`` defaults to ``min(n / 10, 100)``: a user with fewer than about 10 uploads cannot be
     told apart as a mixture component anyway, and capping the grid keeps the search fast.
@@ -107,8 +111,13 @@ def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None
 
 def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, features: str = "embedding",
                 random_state=0, progress: bool = True, identifier_columns=(), marginal="auto",
-                model_fn: Callable | None = None, probe_texts=None, traits=None) -> AttackReport:
-    """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc)."""
+                model_fn: Callable | None = None, probe_texts=None, traits=None,
+                known_n_users: bool | None = None) -> AttackReport:
+    """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc).
+
+    ``known_n_users``: also run the stronger adversary who knows the number of users (needs the
+    oracle); ``None`` (default) does so when the true ``distributions`` are given too (a full audit).
+    """
     from tqdm.auto import tqdm
 
     from attacks.clustering import ClusteringAttack
@@ -157,9 +166,17 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
         else:
             steps.append(("attribute", "embedding"))
 
-    def score(attack, **kw):
-        if oracle is not None:
-            results.extend(attack.score(pool, oracle, distributions, **kw))
+    if known_n_users is None:
+        known_n_users = distributions is not None
+    n_true = int(np.unique(oracle.codes_for(pool)[0]).size) if oracle is not None and known_n_users else None
+
+    def score(attack, known_n: bool = False, **kw):
+        if oracle is None:
+            return
+        for r in attack.score(pool, oracle, distributions, **kw):
+            if r.name.startswith(("clustering", "mixture_inversion")):
+                r = _with_assumption(r, n_true if known_n else None)
+            results.append(r)
 
     n_users_est: dict[str, int] = {}
     bar = tqdm(steps, desc="attacks", disable=not progress)
@@ -172,9 +189,12 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
             score(auto)
             kmeans = ClusteringAttack(method="kmeans", n_users=k, features=feats, random_state=_seed(rng)).fit(pool)
             score(kmeans)
+            if n_true is not None:  # the stronger adversary: the deployment's user count is public
+                known = ClusteringAttack(method="auto", n_users=n_true, features=feats, random_state=_seed(rng))
+                score(known.fit(pool), known_n=True)
             if feats == features:
                 summary["clustering"] = {**auto.summary(), "bic": {int(j): float(v) for j, v in sorted(bic.items())},
-                                         "n_users_selected_by": "BIC of diagonal Gaussian mixtures (no oracle)"}
+                                         "n_users_selected_by": "BIC of Gaussian mixtures, diagonal (d <= 16) or spherical (no oracle)"}
                 summary["n_users_estimated"] = k
         elif group == "linkage":
             nn = NearestNeighbourLinkage(features=feats, random_state=_seed(rng)).fit(pool)
@@ -208,6 +228,10 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
             if oracle is not None:
                 score(mix)
                 findings.append(mix.finding_)
+                if n_true is not None and n_true != n_users_est["embedding"]:
+                    known = MixtureInversion(family=fam, n_components=n_true, n_init=2, transform=transform,
+                                             random_state=_seed(rng)).fit(pool)
+                    score(known, known_n=True)
                 if distributions is not None and distributions.family in ("beta", "gaussian"):
                     score(ParameterInversion(family=distributions.family, random_state=_seed(rng)).fit(pool))
                 else:
@@ -229,6 +253,16 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     # results from the secondary feature sets stay in results; the primary ones come first
     results.sort(key=lambda r: (r.features != features,))
     return AttackReport(results=results, findings=findings, summary=summary, marginal=marg)
+
+
+def _with_assumption(result: AttackResult, n_true: int | None) -> AttackResult:
+    """State what the adversary knew about the number of users (name suffix and details)."""
+    if n_true is None:
+        how = "number of users unknown: estimated from the pool by BIC"
+        return replace(result, details={**result.details, "assumption": how})
+    how = (f"stronger adversary: knows the number of users ({n_true}), e.g. a deployment's public user count; "
+           "the estimate is not used")
+    return replace(result, name=f"{result.name}[n_users known]", details={**result.details, "assumption": how})
 
 
 def _marginal_finding(marg: list[MarginalLeakage]) -> str:

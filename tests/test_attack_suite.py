@@ -174,3 +174,27 @@ def test_text_features_skip_the_embedding_only_inversion():
     report = run_attacks(pool, oracle, dists, attacks="linkage,inversion", features="text", progress=False)
     assert report.results and all(r.features == "text" and r.knowledge == "text" for r in report.results)
     assert any(note.startswith("inversion") for note in report.summary["skipped"])
+
+
+def test_user_count_estimate_and_the_known_count_adversary():
+    """Well-separated 30 users: the BIC estimate is within 20% of the truth; the stronger adversary
+    who knows the user count is reported separately, with its assumption stated."""
+    pool, oracle, dists = gaussian_pool(n_users=30, dim=6, per_user=30, spread=3.0, seed=11)
+    report = run_attacks(pool, oracle, dists, attacks="clustering", progress=False, random_state=0)
+    assert 24 <= report.summary["n_users_estimated"] <= 36, report.summary["n_users_estimated"]
+    known = [r for r in report.results if r.name == "clustering[auto][n_users known]"]
+    assert {r.metric for r in known} == {"ari", "nmi", "attribution_accuracy"}
+    assert all("knows the number of users (30)" in r.details["assumption"] for r in known)
+    assert all(r.knowledge == "embeddings" for r in known)
+    unknown = [r for r in report.results if r.name in ("clustering[auto]", "clustering[kmeans]")]
+    assert unknown and all("unknown" in r.details["assumption"] for r in unknown)
+    acc = next(r for r in known if r.metric == "attribution_accuracy")
+    assert acc.advantage_ci[0] > 0 and acc.value >= 0.9 * acc.ceiling
+
+
+def test_known_count_adversary_is_opt_in_without_distributions():
+    pool, oracle, _ = gaussian_pool(n_users=3, per_user=30, seed=12)
+    plain = run_attacks(pool, oracle, attacks="clustering", progress=False)
+    forced = run_attacks(pool, oracle, attacks="clustering", progress=False, known_n_users=True)
+    assert not any("n_users known" in r.name for r in plain.results)
+    assert any(r.name == "clustering[auto][n_users known]" for r in forced.results)

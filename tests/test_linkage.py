@@ -7,6 +7,7 @@ import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from attacks.linkage import LikelihoodRatioLinkage, NearestNeighbourLinkage, knn_blocked, split_queries
+from attacks.neighbors import knn_pruned
 from idfree_core.errors import InputError
 from idfree_core.uploads import UploadPool, anonymize
 
@@ -27,6 +28,40 @@ def test_blocked_knn_is_exact(metric):
     ref_idx = NearestNeighbors(n_neighbors=4, algorithm="brute", metric=metric).fit(refs).kneighbors(queries)[1]
     assert (idx == ref_idx).mean() > 0.999  # float32 vs float64: at most a rare near-tie swap
     assert np.all(np.diff(dist, axis=1) >= -1e-5)
+
+
+@pytest.mark.parametrize("clustered,metric", [(True, "euclidean"), (True, "cosine"), (False, "euclidean")])
+def test_pruned_knn_is_exact_and_prunes_only_where_it_pays(clustered, metric):
+    """Cell pruning returns scikit-learn's brute-force neighbours; on one isotropic Gaussian (where
+    the triangle inequality prunes nothing in 16 dimensions) it falls back to brute force."""
+    rng = np.random.default_rng(2)
+    n_users, dim = 60, 16
+    means = rng.normal(0.0, 1.0, size=(n_users, dim)) if clustered else np.zeros((n_users, dim))
+    noise = 0.15 if clustered else 1.0
+    refs = np.repeat(means, 100, axis=0) + rng.normal(0, noise, size=(6000, dim))
+    queries = means[rng.integers(n_users, size=900)] + rng.normal(0, noise, size=(900, dim))
+    idx, dist, stats = knn_pruned(queries, refs, k=5, metric=metric, n_cells=120, return_stats=True)
+    ref_dist, ref_idx = NearestNeighbors(n_neighbors=5, algorithm="brute", metric=metric).fit(refs).kneighbors(queries)
+    assert (idx == ref_idx).mean() > 0.999  # float32 vs float64: at most a rare near-tie swap
+    assert np.allclose(dist, ref_dist, atol=1e-3)
+    if clustered:
+        assert stats["distance_fraction"] < 0.5 and stats["fallback_fraction"] < 0.1
+    else:
+        assert stats["fallback_fraction"] > 0.9
+
+
+def test_pruned_and_brute_linkage_agree():
+    pool, oracle = session_pool(n_users=20, per_user=60, dim=6, spread=2.0, seed=5)
+    brute = NearestNeighbourLinkage(algorithm="brute", random_state=0).fit(pool)
+    pruned = NearestNeighbourLinkage(algorithm="pruned", random_state=0).fit(pool)
+    assert pruned.search_["algorithm"] == "pruned" and brute.search_["algorithm"] == "brute"
+    assert (pruned.topk_ == brute.topk_).mean() > 0.999
+    with pytest.raises(InputError, match="algorithm"):
+        NearestNeighbourLinkage(algorithm="kd_tree").fit(pool)
+    with pytest.raises(InputError, match="n_probe"):
+        knn_pruned(np.zeros((2, 3)), np.zeros((5, 3)), 1, n_probe=0)
+    with pytest.raises(InputError, match="fallback_fraction"):
+        knn_pruned(np.zeros((2, 3)), np.zeros((5, 3)), 1, fallback_fraction=0.0)
 
 
 def test_sessions_define_queries_and_random_half_otherwise():
