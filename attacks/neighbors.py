@@ -156,10 +156,9 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
             if hi == lo:
                 continue
             d2 = _sqdist(q[qs], rs[lo:hi], rs2[lo:hi])
-            v, i = torch.topk(d2, min(k, hi - lo), dim=1, largest=False)
-            cand_d, cand_i = torch.cat([best_d[qs], v], dim=1), torch.cat([best_i[qs], i + lo], dim=1)
-            v, j = torch.topk(cand_d, k, dim=1, largest=False, sorted=True)
-            best_d[qs], best_i[qs] = v, cand_i.gather(1, j)
+            bi = best_i[qs]  # one top-k over [running best | this cell]: column j >= k is reference lo + j - k
+            v, j = torch.topk(torch.cat([best_d[qs], d2], dim=1), k, dim=1, largest=False, sorted=True)
+            best_d[qs], best_i[qs] = v, torch.where(j < k, bi.gather(1, j.clamp(max=k - 1)), j - k + lo)
             done += d2.numel()
         torch.set_num_threads(threads)
         return done
