@@ -9,11 +9,11 @@ model selection runs once.  The oracle and the true distributions are used only 
 Attack groups (``attacks=``):
 
 * ``clustering``: Gaussian mixture with BIC model selection (``method="auto"``), and k-means with
-  the BIC-estimated number of users.  Given the oracle (by default: and the true distributions;
-  ``known_n_users``), also the stronger adversary who knows the number of users (a deployment's
-  user count is often public): ``clustering[auto][n_users known]`` and
-  ``mixture_inversion[...][n_users known]`` (the latter only when the estimate differs); every clustering and mixture-inversion result
-  states its assumption in ``details["assumption"]``.
+  the BIC-estimated number of users.  Given the oracle (``known_n_users=False`` switches it off),
+  also the stronger adversary who knows the number of users (a deployment's user count is often
+  public): ``clustering[auto][n_users known]`` and ``mixture_inversion[...][n_users known]`` (the
+  latter only when the estimate differs); every clustering and mixture-inversion result states its
+  assumption in ``details["assumption"]``.
 * ``linkage``: nearest-neighbour and likelihood-ratio linkage of later sessions to session 0.
 * ``inversion``: mixture inversion (EM for the known or guessed family; the family and Beta's
   shared affine map are taken from the distributions file when given, as the system's public
@@ -115,8 +115,9 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
                 known_n_users: bool | None = None) -> AttackReport:
     """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc).
 
-    ``known_n_users``: also run the stronger adversary who knows the number of users (needs the
-    oracle); ``None`` (default) does so when the true ``distributions`` are given too (a full audit).
+    ``known_n_users``: also run the stronger adversary who knows the number of users (the count
+    comes from the oracle); ``None`` (default) does so whenever an ``oracle`` is given, since a
+    deployment's user count is often public and a privacy claim must survive the strongest attack.
     """
     from tqdm.auto import tqdm
 
@@ -167,7 +168,7 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
             steps.append(("attribute", "embedding"))
 
     if known_n_users is None:
-        known_n_users = distributions is not None
+        known_n_users = oracle is not None
     n_true = int(np.unique(oracle.codes_for(pool)[0]).size) if oracle is not None and known_n_users else None
 
     def score(attack, known_n: bool = False, **kw):

@@ -174,4 +174,5 @@ def test_console_entry_point_end_to_end(files):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
-    assert {r["name"] for r in data["attacks"]} == {"clustering[auto]", "clustering[kmeans]"}
+    assert {r["name"] for r in data["attacks"]} == {"clustering[auto]", "clustering[kmeans]",
+                                                    "clustering[auto][n_users known]"}

@@ -192,9 +192,9 @@ def test_user_count_estimate_and_the_known_count_adversary():
     assert acc.advantage_ci[0] > 0 and acc.value >= 0.9 * acc.ceiling
 
 
-def test_known_count_adversary_is_opt_in_without_distributions():
+def test_known_count_adversary_runs_with_an_oracle_unless_switched_off():
     pool, oracle, _ = gaussian_pool(n_users=3, per_user=30, seed=12)
-    plain = run_attacks(pool, oracle, attacks="clustering", progress=False)
-    forced = run_attacks(pool, oracle, attacks="clustering", progress=False, known_n_users=True)
-    assert not any("n_users known" in r.name for r in plain.results)
-    assert any(r.name == "clustering[auto][n_users known]" for r in forced.results)
+    default = run_attacks(pool, oracle, attacks="clustering", progress=False)
+    off = run_attacks(pool, oracle, attacks="clustering", progress=False, known_n_users=False)
+    assert any(r.name == "clustering[auto][n_users known]" for r in default.results)
+    assert not any("n_users known" in r.name for r in off.results)
