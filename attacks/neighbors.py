@@ -156,10 +156,16 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
             if hi == lo:
                 continue
             d2 = _sqdist(q[qs], rs[lo:hi], rs2[lo:hi])
-            bi = best_i[qs]  # one top-k over [running best | this cell]: column j >= k is reference lo + j - k
-            v, j = torch.topk(torch.cat([best_d[qs], d2], dim=1), k, dim=1, largest=False, sorted=True)
-            best_d[qs], best_i[qs] = v, torch.where(j < k, bi.gather(1, j.clamp(max=k - 1)), j - k + lo)
             done += d2.numel()
+            bd = best_d[qs]
+            better = (d2 < bd[:, -1:]).any(dim=1)  # only rows this cell improves need a merge
+            if not bool(better.all()):
+                qs, d2, bd = qs[better], d2[better], bd[better]
+                if qs.numel() == 0:
+                    continue
+            bi = best_i[qs]  # one top-k over [running best | this cell]: column j >= k is reference lo + j - k
+            v, j = torch.topk(torch.cat([bd, d2], dim=1), k, dim=1, largest=False, sorted=True)
+            best_d[qs], best_i[qs] = v, torch.where(j < k, bi.gather(1, j.clamp(max=k - 1)), j - k + lo)
         torch.set_num_threads(threads)
         return done
 
