@@ -268,7 +268,7 @@ class ClusteringAttack:
             raise InputError(f"the attack was fitted on {self.labels_.shape[0]} uploads, the pool has {pool.n}")
         truth, users = oracle.codes_for(pool)
         rng = check_random_state(self.random_state)
-        ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth, random_state=_seed(rng))
+        ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth)
         extra = {"method": self.method, "n_users_estimated": self.n_users_estimated_,
                  "n_users_given": self.n_users}
         return score_partition(f"clustering[{self.method}]", truth, self.labels_, knowledge=self.knowledge,

@@ -30,6 +30,8 @@ Chance, confidence and advantage (:func:`score_partition`):
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
@@ -229,10 +231,23 @@ def bayes_attribution_ceiling(distributions, user_names, truth: np.ndarray,
     affine map is a bijection, which leaves the Bayes error unchanged, so it is ignored here.
     ``estimator_options`` (e.g. ``target_halfwidth``) go to ``bayes_misattribution``.
     Returns ``(None, {"ceiling_error": ...})`` when the ceiling cannot be computed.
+
+    The ceiling is a property of the pool and the distributions, not of the attack: callers pass
+    no attack-specific seed, and results are memoized per (distributions, pool users, counts,
+    options), so every attack scored on one pool reports the same ceiling, computed once.
     """
     if distributions is None:
         return None, {}
     counts = np.bincount(np.asarray(truth, dtype=np.int64), minlength=len(user_names)).astype(np.float64)
+    value, details = _ceiling_cached(distributions, tuple(str(u) for u in user_names), counts.tobytes(),
+                                     random_state, tuple(sorted(estimator_options.items())))
+    return value, dict(details)
+
+
+@functools.lru_cache(maxsize=16)
+def _ceiling_cached(distributions, user_names: tuple, counts_bytes: bytes, random_state,
+                    options: tuple) -> tuple[float | None, dict]:
+    counts = np.frombuffer(counts_bytes, dtype=np.float64)
     index = {u: i for i, u in enumerate(distributions.users)}
     missing = [u for u in user_names if u not in index]
     if missing:
@@ -251,7 +266,7 @@ def bayes_attribution_ceiling(distributions, user_names, truth: np.ndarray,
     except ImportError as exc:  # the theory module is optional at run time
         return None, {"ceiling_error": f"privacy_audit.misattribution unavailable ({exc})"}
     est = bayes_misattribution(distributions.family, params, priors=priors, random_state=random_state,
-                               **estimator_options)
+                               **dict(options))
     lo, hi = est.ci
     return float(1.0 - est.value), {"ceiling_ci": [float(1.0 - hi), float(1.0 - lo)],
                                     "ceiling_method": f"1 - bayes_misattribution ({est.method})"}

@@ -181,3 +181,13 @@ def test_bad_inputs():
         scoring.score_partition("x", np.zeros(3, int), np.zeros(4, int))
     with pytest.raises(ValueError, match="unknown metric"):
         AttackResult("x", "accuracy", 0.5, (0, 1), 0.5, 0, (0, 0), None, 1, "embeddings")
+
+
+def test_every_attack_on_one_pool_reports_the_same_ceiling():
+    """The ceiling depends on the pool and the distributions only, and is computed once."""
+    truth = np.repeat([0, 1], 50)
+    d = _two_gaussians(0.5, 1.0)
+    scoring._ceiling_cached.cache_clear()
+    first, _ = scoring.bayes_attribution_ceiling(d, ("a", "b"), truth)
+    second, _ = scoring.bayes_attribution_ceiling(d, ("a", "b"), truth)
+    assert first == second and scoring._ceiling_cached.cache_info().hits == 1

@@ -172,7 +172,7 @@ class MixtureInversion:
             raise InputError(f"the attack was fitted on {self.labels_.shape[0]} uploads, the pool has {pool.n}")
         rng = check_random_state(self.random_state)
         truth, names = oracle.codes_for(pool)
-        ceiling, cdetails = bayes_attribution_ceiling(distributions, names, truth, random_state=_seed(rng))
+        ceiling, cdetails = bayes_attribution_ceiling(distributions, names, truth)
         table, noise = contingency(truth, self.labels_, len(names))
         extra = {"family": self.family_, "n_components": self.n_components_,
                  "ari": partition_metrics(table, noise)["ari"]}
