@@ -100,7 +100,8 @@ def test_stacked_rows_slice_into_single_user_modules():
             single.load_state_dict({k: v[rows].clone() for k, v in stack.state_dict().items()})
             expected = {k: v.reshape(n_users, -1)[u] for k, v in stack.export().items()}
             for k, v in single.export().items():
-                np.testing.assert_array_equal(v, expected[k])
+                # softplus takes different SIMD paths for different lengths: equal to float32 rounding
+                np.testing.assert_allclose(v, expected[k], rtol=1e-6, atol=0)
 
 
 def test_to_user_distributions_stacks_and_validates():
