@@ -10,17 +10,26 @@ interval, and, where the true user distributions are known, the Bayes-optimal ``
 :mod:`privacy_audit.misattribution`.  How each of these is computed (permutation baselines for
 matched scores, Wilson/Clopper-Pearson or bootstrap intervals, advantage intervals that contain 0
 under the null at least at the nominal rate) is documented in :mod:`attacks.scoring`, which
-implements it for partitions (clustering) and links (linkage).  :data:`ATTACK_REGISTRY` lists the
-attacks the conformance battery ``tests/conformance/test_attack_null.py`` runs.
+implements it for partitions (clustering) and links (linkage).
+
+Extension point (issue 12): subclass :class:`Attack` (scikit-learn ``BaseEstimator`` semantics:
+``get_params``/``set_params``, :func:`sklearn.base.clone` works) and call :func:`register_attack`
+with a name and its tags.  :func:`registered_attacks` is what ``run_attacks`` iterates and what the
+``check_attack`` battery (``tests/conformance/test_attack_null.py``) runs over.  The registered name is
+the result name (the ``name`` field of every :class:`AttackResult` it produces starts with it) in
+the JSON, the CLI table and the PDF.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+import inspect
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 from scipy import stats
+
+from idfree_core.seeding import check_random_state, seed_int  # noqa: F401  (re-exported: the one seeding helper)
 
 # The fixed vocabulary of metric names, with their direction for the *attacker*
 # (True: higher means a stronger attack, i.e. less privacy).
@@ -83,18 +92,6 @@ class AttackResult:
         return out
 
 
-@runtime_checkable
-class Attack(Protocol):
-    """What every attack implements (checked by ``tests/conformance/test_attack_null.py``)."""
-
-    name: str
-    random_state: Any
-
-    def fit(self, pool) -> "Attack": ...
-
-    def score(self, pool, oracle, distributions=None) -> list[AttackResult]: ...
-
-
 def proportion_ci(successes: int, trials: int, confidence: float = 0.95, method: str = "wilson") -> tuple[float, float]:
     """Confidence interval for a binomial proportion (scipy's ``binomtest``: Wilson or exact)."""
     if trials <= 0:
@@ -103,42 +100,105 @@ def proportion_ci(successes: int, trials: int, confidence: float = 0.95, method:
     return (float(ci.low), float(ci.high))
 
 
-def check_random_state(seed) -> np.random.Generator:
-    """A ``numpy.random.Generator`` from ``None`` (fresh entropy), an int, or a Generator."""
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if seed is None or isinstance(seed, (int, np.integer)):
-        return np.random.default_rng(seed)
-    raise ValueError(f"random_state must be None, an int or a numpy Generator, got {type(seed).__name__}")
 
 
-# --------------------------------------------------------------------------- registry
-# Every attack the conformance suite (tests/conformance/test_attack_null.py) runs: name -> factory
-# taking keyword hyperparameters (``random_state``, ``features``, ...).  Factories import lazily so
-# that this module stays import-cycle free; other modules add theirs with :func:`register_attack`.
+# --------------------------------------------------------------------------- the base class
 
 
-def _lazy_factory(module: str, cls: str, **defaults):
-    def make(**overrides):
-        import importlib
+class Attack:
+    """Base class of every attack: hyperparameters in ``__init__`` only, ``fit(pool)`` returns self.
 
-        return getattr(importlib.import_module(module), cls)(**{**defaults, **overrides})
+    ``get_params``/``set_params`` follow scikit-learn's ``BaseEstimator`` (parameters are the
+    ``__init__`` signature, read back from attributes of the same name), so
+    ``sklearn.base.clone(attack)`` returns an unfitted copy.  Subclasses implement ``fit`` and
+    ``score(pool, oracle, distributions=None) -> list[AttackResult]``, and may override
+    :meth:`for_suite` to say how ``run_attacks`` builds them from its context.
+    """
 
-    make.__qualname__ = f"{cls}({', '.join(f'{k}={v!r}' for k, v in defaults.items())})"
-    return make
+    name: ClassVar[str] = "attack"
+
+    @classmethod
+    def _param_names(cls) -> list[str]:
+        sig = inspect.signature(cls.__init__)
+        return sorted(p.name for p in sig.parameters.values()
+                      if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+    def get_params(self, deep: bool = True) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self._param_names()}
+
+    def set_params(self, **params) -> "Attack":
+        valid = set(self._param_names())
+        for k, v in params.items():
+            if k not in valid:
+                raise ValueError(f"invalid parameter {k!r} for {type(self).__name__}; expected one of {sorted(valid)}")
+            setattr(self, k, v)
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+    @classmethod
+    def for_suite(cls, ctx, spec: "RegisteredAttack", features: str) -> list[tuple["Attack", dict]]:
+        """The instances ``run_attacks`` fits for this registration on ``features``, each with
+        scoring options (``{"known_n": bool}``); default: one instance from the registered defaults."""
+        return [(spec(features=features, random_state=ctx.seed()) if "features" in cls._param_names()
+                 else spec(random_state=ctx.seed()), {})]
 
 
-ATTACK_REGISTRY: dict[str, Any] = {
-    "clustering.kmeans": _lazy_factory("attacks.clustering", "ClusteringAttack", method="kmeans"),
-    "clustering.gmm": _lazy_factory("attacks.clustering", "ClusteringAttack", method="gmm"),
-    "clustering.agglomerative": _lazy_factory("attacks.clustering", "ClusteringAttack", method="agglomerative"),
-    "clustering.hdbscan": _lazy_factory("attacks.clustering", "ClusteringAttack", method="hdbscan"),
-    "clustering.auto": _lazy_factory("attacks.clustering", "ClusteringAttack", method="auto"),
-    "linkage.nearest_neighbour": _lazy_factory("attacks.linkage", "NearestNeighbourLinkage"),
-    "linkage.likelihood_ratio": _lazy_factory("attacks.linkage", "LikelihoodRatioLinkage"),
-}
+@dataclass(frozen=True)
+class RegisteredAttack:
+    """One registry entry: ``name`` (the result name), the class, its default hyperparameters and tags.
+
+    Tags: ``group`` (suite group: clustering, linkage, inversion, attribute), ``needs_oracle``
+    (the attack only makes sense scored: e.g. parameter inversion selects linked uploads with it),
+    ``features`` (feature sets it supports), ``metrics`` (metrics it reports), ``in_suite``
+    (``run_attacks`` runs it), ``null_battery`` (the conformance battery runs it),
+    ``known_n_variant`` (the suite also runs the "n_users known" adversary with the oracle's count).
+    Calling the entry builds an instance: ``entry(**overrides)``.
+    """
+
+    name: str
+    cls: type
+    defaults: dict
+    group: str
+    needs_oracle: bool = False
+    features: tuple = ("embedding",)
+    metrics: tuple = ()
+    in_suite: bool = True
+    null_battery: bool = True
+    known_n_variant: bool = False
+
+    def __call__(self, **overrides):
+        return self.cls(**{**self.defaults, **overrides})
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "class": self.cls.__name__, "defaults": dict(self.defaults), "group": self.group,
+                "needs_oracle": self.needs_oracle, "features": list(self.features), "metrics": list(self.metrics)}
 
 
-def register_attack(name: str, factory) -> None:
-    """Add an attack factory (``factory(**hyperparameters) -> Attack``) to :data:`ATTACK_REGISTRY`."""
-    ATTACK_REGISTRY[name] = factory
+ATTACK_REGISTRY: dict[str, RegisteredAttack] = {}
+# modules whose import registers attacks (imported by registered_attacks(): no import cycles here)
+ATTACK_MODULES = ("attacks.clustering", "attacks.linkage", "attacks.inversion")
+
+
+def register_attack(name: str, cls: type, *, group: str, needs_oracle: bool = False, features=("embedding",),
+                    metrics=(), in_suite: bool = True, null_battery: bool = True, known_n_variant: bool = False,
+                    **defaults) -> RegisteredAttack:
+    """Register ``cls`` (with default hyperparameters ``defaults``) under ``name`` with its tags."""
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise ValueError(f"register_attack({name!r}): unknown metric {bad[0]!r}")
+    entry = RegisteredAttack(name=name, cls=cls, defaults=dict(defaults), group=group, needs_oracle=needs_oracle,
+                             features=tuple(features), metrics=tuple(metrics), in_suite=in_suite,
+                             null_battery=null_battery, known_n_variant=known_n_variant)
+    ATTACK_REGISTRY[name] = entry
+    return entry
+
+
+def registered_attacks(group: str | None = None) -> list[RegisteredAttack]:
+    """Every registered attack (importing :data:`ATTACK_MODULES` first), in registration order."""
+    import importlib
+
+    for module in ATTACK_MODULES:
+        importlib.import_module(module)
+    return [e for e in ATTACK_REGISTRY.values() if group is None or e.group == group]

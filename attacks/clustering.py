@@ -32,7 +32,7 @@ import warnings
 
 import numpy as np
 
-from attacks.base import AttackResult, check_random_state
+from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from attacks.features import build_features, gaussianize
 from attacks.scoring import bayes_attribution_ceiling, score_partition
 from idfree_core.errors import InputError
@@ -151,7 +151,7 @@ def _assign_nearest(x: np.ndarray, centers: np.ndarray, block: int = 8192) -> np
     return out
 
 
-class ClusteringAttack:
+class ClusteringAttack(Attack):
     """Unsupervised attribution: cluster the pool and read clusters as users.
 
     Fitted state: ``labels_`` (per upload, ``-1`` = noise), ``n_clusters_``, ``n_users_estimated_``
@@ -159,6 +159,25 @@ class ClusteringAttack:
     """
 
     name = "clustering"
+
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """The adversary's own user-count estimate; with the oracle's count also the "n_users known"
+        adversary (the same fitted instance when the estimate equals the truth: no refit)."""
+        k = ctx.n_users(features)
+        est = spec(n_users=k, features=features, random_state=ctx.seed())
+        out = [(est, {"n_users": ctx.n_users_method})]
+        if spec.known_n_variant and ctx.n_true is not None:
+            known = est if k == ctx.n_true else spec(n_users=ctx.n_true, features=features, random_state=ctx.seed())
+            out.append((known, {"n_users": ctx.n_users_method, "known_n": True}))
+        return out
+
+    def suite_summary(self, ctx) -> None:
+        if "clustering" not in ctx.summary:
+            k, crit = ctx.estimates.get(self.features, (self.n_users_estimated_, {}))
+            ctx.summary["clustering"] = {**self.summary(), "bic": {int(j): float(v) for j, v in sorted(crit.items())},
+                                         "n_users_selected_by": ctx.n_users_method}
+            ctx.summary["n_users_estimated"] = k
 
     def __init__(self, method: str = "auto", n_users: int | None = None, features: str = "embedding",
                  n_init: int = 4, large_n: int = 20000, bic_max_n: int = 5000, subsample: int = 5000,
@@ -274,3 +293,14 @@ class ClusteringAttack:
         return score_partition(f"clustering[{self.method}]", truth, self.labels_, knowledge=self.knowledge,
                                features=self.features, ceiling=ceiling, ceiling_details=cdetails,
                                n_permutations=self.n_permutations, random_state=rng, extra_details=extra)
+
+
+_METRICS = ("ari", "nmi", "attribution_accuracy")
+_ALL = ("embedding", "text", "both")
+register_attack("clustering[auto]", ClusteringAttack, group="clustering", features=_ALL, metrics=_METRICS,
+                known_n_variant=True, method="auto")
+register_attack("clustering[kmeans]", ClusteringAttack, group="clustering", features=_ALL, metrics=_METRICS,
+                method="kmeans")
+for _m in ("gmm", "agglomerative", "hdbscan"):  # not in the default suite (slower or dominated), battery only
+    register_attack(f"clustering[{_m}]", ClusteringAttack, group="clustering", features=_ALL, metrics=_METRICS,
+                    in_suite=False, method=_m)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from attacks.base import AttackResult, check_random_state
+from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from attacks.features import build_features, gaussianize
 from idfree_core.errors import InputError
 
@@ -88,7 +88,7 @@ def knn_blocked(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "eu
     return idx, dist
 
 
-class _Linkage:
+class _Linkage(Attack):
     """Shared fit/score plumbing: the split, the features, the top-k table and pair scores."""
 
     name = "linkage"
@@ -144,6 +144,16 @@ class NearestNeighbourLinkage(_Linkage):
     _gaussianize = False
     PRUNE_MIN = 50000
 
+    def suite_summary(self, ctx) -> None:
+        from attacks.suite import MAX_LINKS_IN_SUMMARY
+
+        links = self.links(ctx.pool)
+        n_links = len(links["query_upload_id"])
+        ctx.summary["linkage"] = {**self.summary(), "n_links": n_links, "links_truncated": n_links > MAX_LINKS_IN_SUMMARY,
+                                  "links": [{"query": q, "linked": r, "score": s} for q, r, s in
+                                            list(zip(links["query_upload_id"], links["linked_upload_id"],
+                                                     links["score"]))[:MAX_LINKS_IN_SUMMARY]]}
+
     def __init__(self, metric: str = "euclidean", features: str = "embedding", k: int = 5, block_size: int | None = None,
                  algorithm: str = "auto", n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
         self.metric = metric
@@ -190,6 +200,12 @@ class LikelihoodRatioLinkage(_Linkage):
 
     name = "linkage[likelihood_ratio]"
     _gaussianize = True
+
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """Reuses the suite's user-count estimate (model selection runs once per feature set)."""
+        k = max(1, min(ctx.n_users(features), ctx.n_references()))
+        return [(spec(n_clusters=k, features=features, random_state=ctx.seed()), {})]
 
     def __init__(self, n_clusters: int | None = None, features: str = "embedding", k: int = 5, n_init: int = 4,
                  n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
@@ -242,3 +258,10 @@ class LikelihoodRatioLinkage(_Linkage):
 
     def summary(self) -> dict:
         return {**super().summary(), "n_clusters": int(self.n_clusters_)}
+
+
+_LINK_METRICS = ("linkage_top1", "linkage_top5", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")
+register_attack(NearestNeighbourLinkage.name, NearestNeighbourLinkage, group="linkage",
+                features=("embedding", "text", "both"), metrics=_LINK_METRICS)
+register_attack(LikelihoodRatioLinkage.name, LikelihoodRatioLinkage, group="linkage",
+                features=("embedding", "text", "both"), metrics=_LINK_METRICS)

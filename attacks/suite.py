@@ -40,6 +40,7 @@ from idfree_core.errors import InputError
 ATTACK_GROUPS = ("clustering", "linkage", "inversion", "attribute")
 DEFAULT_ATTACKS = ("clustering", "linkage", "inversion")
 MAX_LINKS_IN_SUMMARY = 1000
+N_USERS_METHOD = "by BIC of Gaussian mixtures, diagonal (d <= 16) or spherical (no oracle)"
 
 
 @dataclass(frozen=True)
@@ -109,21 +110,62 @@ def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None
     return select_n_clusters(x, k_max=k_max, max_n=max_n, random_state=rng)
 
 
+@dataclass
+class SuiteContext:
+    """What ``run_attacks`` knows while building attacks (:meth:`attacks.base.Attack.for_suite`).
+
+    ``n_users(features)``: the adversary's estimate of the number of users (computed once per
+    feature set); ``n_true``: the count from the oracle for the "n_users known" adversary (``None``
+    when off); ``skip(note)`` records why an attack did not run.
+    """
+
+    pool: Any
+    oracle: Any
+    distributions: Any
+    features: str
+    rng: np.random.Generator
+    n_true: int | None
+    summary: dict
+    model_fn: Callable | None = None
+    probe_texts: Any = None
+    traits: Any = None
+    estimates: dict = field(default_factory=dict)
+
+    n_users_method: str = N_USERS_METHOD
+
+    def seed(self) -> int:
+        return _seed(self.rng)
+
+    def n_users(self, features: str) -> int:
+        if features not in self.estimates:
+            self.estimates[features] = estimate_n_users(self.pool, features, random_state=self.seed())
+        return self.estimates[features][0]
+
+    def n_references(self) -> int:
+        """Reference rows of the linkage split (session 0, or half the pool)."""
+        sessions = self.pool.sessions()
+        return int((sessions == 0).sum()) if np.any(sessions >= 1) else self.pool.n // 2
+
+    def skip(self, note: str) -> None:
+        if note not in self.summary["skipped"]:
+            self.summary["skipped"].append(note)
+
+
 def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, features: str = "embedding",
                 random_state=0, progress: bool = True, identifier_columns=(), marginal="auto",
                 model_fn: Callable | None = None, probe_texts=None, traits=None,
                 known_n_users: bool | None = None) -> AttackReport:
     """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc).
 
+    Iterates :func:`attacks.base.registered_attacks` (``in_suite`` entries of the requested groups);
+    each registered class builds its instances with ``for_suite`` (no per-attack branches here).
     ``known_n_users``: also run the stronger adversary who knows the number of users (the count
     comes from the oracle); ``None`` (default) does so whenever an ``oracle`` is given, since a
     deployment's user count is often public and a privacy claim must survive the strongest attack.
     """
     from tqdm.auto import tqdm
 
-    from attacks.clustering import ClusteringAttack
-    from attacks.inversion import AttributeInference, MixtureInversion, ParameterInversion
-    from attacks.linkage import LikelihoodRatioLinkage, NearestNeighbourLinkage
+    from attacks.base import registered_attacks
 
     groups = parse_attacks(attacks)
     if features not in FEATURE_SETS:
@@ -141,7 +183,6 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
         raise InputError(f"distributions have {distributions.dim} dimensions but the uploads have {pool.dim}")
     do_marginal = (features == "both") if marginal == "auto" else bool(marginal)
     feature_sets = FEATURE_SETS if do_marginal and pool.text is not None else (features,)
-    rng = check_random_state(random_state)
 
     results: list[AttackResult] = []
     findings: list[str] = [identifier_finding(identifier_columns)] if identifier_columns else []
@@ -151,100 +192,50 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
         "features": features, "scored": oracle is not None, "identifier_columns": list(identifier_columns),
         "skipped": [],
     }
-    steps = []
-    if "clustering" in groups:
-        steps += [("clustering", f) for f in feature_sets]
-    if "linkage" in groups:
-        steps += [("linkage", f) for f in feature_sets]
-    if "inversion" in groups:
-        if features == "text":
-            summary["skipped"].append("inversion: fits the embedding distribution, not applicable to features=text")
-        else:
-            steps.append(("inversion", "embedding"))
-    if "attribute" in groups:
-        if model_fn is None or probe_texts is None:
-            summary["skipped"].append("attribute: needs a model_fn and probe_texts (query access to the cloud model)")
-        else:
-            steps.append(("attribute", "embedding"))
-
     if known_n_users is None:
         known_n_users = oracle is not None
     n_true = int(np.unique(oracle.codes_for(pool)[0]).size) if oracle is not None and known_n_users else None
+    ctx = SuiteContext(pool=pool, oracle=oracle, distributions=distributions, features=features,
+                       rng=check_random_state(random_state), n_true=n_true, summary=summary, model_fn=model_fn,
+                       probe_texts=probe_texts, traits=traits)
 
-    def score(attack, known_n: bool = False, **kw):
-        if oracle is None:
-            return
-        for r in attack.score(pool, oracle, distributions, **kw):
-            if r.name.startswith(("clustering", "mixture_inversion")):
-                r = _with_assumption(r, n_true if known_n else None)
-            results.append(r)
+    steps = []
+    for group in ATTACK_GROUPS:
+        if group not in groups:
+            continue
+        for spec in registered_attacks(group):
+            if not spec.in_suite:
+                continue
+            usable = [f for f in feature_sets if f in spec.features]
+            if not usable and "embedding" in spec.features and features != "text":
+                usable = ["embedding"]  # embedding-only attacks (inversion) still run under features=both
+            if not usable:
+                ctx.skip(f"{group}: {spec.name} runs on {'/'.join(spec.features)} features, "
+                         f"not applicable to features={features}")
+            primary = features if features in usable else (usable[0] if usable else None)
+            steps += [(spec, f, f == primary) for f in usable]
 
-    n_users_est: dict[str, int] = {}
     bar = tqdm(steps, desc="attacks", disable=not progress)
-    for group, feats in bar:
-        bar.set_postfix_str(f"{group}[{feats}]")
-        if group == "clustering":
-            k, bic = estimate_n_users(pool, feats, random_state=_seed(rng))
-            n_users_est[feats] = k
-            auto = ClusteringAttack(method="auto", n_users=k, features=feats, random_state=_seed(rng)).fit(pool)
-            score(auto)
-            kmeans = ClusteringAttack(method="kmeans", n_users=k, features=feats, random_state=_seed(rng)).fit(pool)
-            score(kmeans)
-            if n_true is not None:  # the stronger adversary: the deployment's user count is public
-                known = ClusteringAttack(method="auto", n_users=n_true, features=feats, random_state=_seed(rng))
-                score(known.fit(pool), known_n=True)
-            if feats == features:
-                summary["clustering"] = {**auto.summary(), "bic": {int(j): float(v) for j, v in sorted(bic.items())},
-                                         "n_users_selected_by": "BIC of Gaussian mixtures, diagonal (d <= 16) or spherical (no oracle)"}
-                summary["n_users_estimated"] = k
-        elif group == "linkage":
-            nn = NearestNeighbourLinkage(features=feats, random_state=_seed(rng)).fit(pool)
-            score(nn)
-            lr = LikelihoodRatioLinkage(n_clusters=None if feats not in n_users_est else
-                                        max(1, min(n_users_est[feats], nn.reference_rows_.size)),
-                                        features=feats, random_state=_seed(rng)).fit(pool)
-            score(lr)
-            if feats == features:
-                links = nn.links(pool)
-                n_links = len(links["query_upload_id"])
-                summary["linkage"] = {**nn.summary(), "n_links": n_links,
-                                      "links_truncated": n_links > MAX_LINKS_IN_SUMMARY,
-                                      "links": [{"query": q, "linked": r, "score": s} for q, r, s in
-                                                list(zip(links["query_upload_id"], links["linked_upload_id"],
-                                                         links["score"]))[:MAX_LINKS_IN_SUMMARY]]}
-        elif group == "inversion":
-            # the family (and Beta's shared affine map) is the system's public design, not a user secret
-            fam = "auto" if distributions is None else {"static": "gaussian"}.get(distributions.family,
-                                                                                   distributions.family)
-            transform = None
-            if fam == "beta" and (distributions.loc is not None or distributions.scale is not None):
-                transform = (distributions.loc, distributions.scale)
-            if "embedding" not in n_users_est:
-                n_users_est["embedding"] = estimate_n_users(pool, "embedding", random_state=_seed(rng))[0]
-            mix = MixtureInversion(family=fam, n_components=n_users_est["embedding"], n_init=2, transform=transform,
-                                   random_state=_seed(rng)).fit(pool)
-            summary["mixture_inversion"] = mix.summary()
-            if "n_users_estimated" not in summary:
-                summary["n_users_estimated"] = mix.summary()["n_users_estimated"]
-            if oracle is not None:
-                score(mix)
-                findings.append(mix.finding_)
-                if n_true is not None and n_true != n_users_est["embedding"]:
-                    known = MixtureInversion(family=fam, n_components=n_true, n_init=2, transform=transform,
-                                             random_state=_seed(rng)).fit(pool)
-                    score(known, known_n=True)
-                if distributions is not None and distributions.family in ("beta", "gaussian"):
-                    score(ParameterInversion(family=distributions.family, random_state=_seed(rng)).fit(pool))
-                else:
-                    summary["skipped"].append("parameter inversion: needs the true Beta/Gaussian distributions")
-            else:
-                summary["skipped"].append("parameter inversion: needs the oracle and the true distributions")
-        elif group == "attribute":
-            att = AttributeInference(probe_texts, model_fn, random_state=_seed(rng)).fit(pool)
-            summary["attribute_inference"] = {"n_high_predicted": int(att.predicted_.sum()),
-                                              "threshold": att.threshold_}
-            score(att, traits=traits)
+    for spec, feats, is_primary in bar:
+        bar.set_postfix_str(f"{spec.name}[{feats}]")
+        fitted: set[int] = set()
+        for attack, opts in spec.cls.for_suite(ctx, spec, feats):
+            if id(attack) not in fitted:
+                attack.fit(pool)
+                fitted.add(id(attack))
+            if is_primary and hasattr(attack, "suite_summary") and not opts.get("known_n"):
+                attack.suite_summary(ctx)
+            if oracle is None:
+                continue
+            for r in attack.score(pool, oracle, distributions, **opts.get("score_kw", {})):
+                if "n_users" in opts:
+                    r = _with_assumption(r, n_true if opts.get("known_n") else None, opts["n_users"])
+                results.append(r)
+            if is_primary and getattr(attack, "finding_", None) and not opts.get("known_n"):
+                findings.append(attack.finding_)
     bar.close()
+    if "n_users_estimated" not in summary and ctx.estimates:
+        summary["n_users_estimated"] = next(iter(ctx.estimates.values()))[0]
 
     marg = marginal_leakage(results) if len(feature_sets) > 1 else []
     if marg:
@@ -256,10 +247,10 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     return AttackReport(results=results, findings=findings, summary=summary, marginal=marg)
 
 
-def _with_assumption(result: AttackResult, n_true: int | None) -> AttackResult:
+def _with_assumption(result: AttackResult, n_true: int | None, how_estimated: str = "by BIC") -> AttackResult:
     """State what the adversary knew about the number of users (name suffix and details)."""
     if n_true is None:
-        how = "number of users unknown: estimated from the pool by BIC"
+        how = f"number of users unknown: estimated from the pool {how_estimated}"
         return replace(result, details={**result.details, "assumption": how})
     how = (f"stronger adversary: knows the number of users ({n_true}), e.g. a deployment's public user count; "
            "the estimate is not used")

@@ -24,19 +24,32 @@ from __future__ import annotations
 
 import numpy as np
 
-from attacks.base import AttackResult, check_random_state, proportion_ci
+from attacks.base import Attack, AttackResult, check_random_state, proportion_ci, register_attack
 from idfree_core.errors import InputError
 
 NAME = "attribute_inference"
 
 
-class AttributeInference:
+class AttributeInference(Attack):
     """Infer a binary private trait (above / below the median) by probing ``model_fn`` with fixed texts.
 
     Fitted state: ``scores_`` (per upload probe score), ``predicted_`` (bool per upload), ``threshold_``.
     """
 
     name = NAME
+
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """Needs query access to the cloud model: ``model_fn`` and ``probe_texts``."""
+        if ctx.model_fn is None or ctx.probe_texts is None:
+            ctx.skip("attribute: needs a model_fn and probe_texts (query access to the cloud model)")
+            return []
+        return [(spec(probe_texts=ctx.probe_texts, model_fn=ctx.model_fn, random_state=ctx.seed()),
+                 {"score_kw": {"traits": ctx.traits}})]
+
+    def suite_summary(self, ctx) -> None:
+        ctx.summary["attribute_inference"] = {"n_high_predicted": int(self.predicted_.sum()),
+                                              "threshold": self.threshold_}
 
     def __init__(self, probe_texts, model_fn, as_tokens: bool = True, batch_size: int = 256, progress: bool = False,
                  random_state=0):
@@ -126,3 +139,7 @@ class AttributeInference:
                                     "n": len(names)},
                      "assumption": "query access to the cloud model with arbitrary texts and uploaded embeddings"},
         )]
+
+
+register_attack(NAME, AttributeInference, group="attribute", metrics=("attribute_accuracy",), null_battery=False,
+                probe_texts=(), model_fn=None)  # needs a model to probe: exercised by tests/test_inversion.py

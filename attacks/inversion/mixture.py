@@ -27,7 +27,7 @@ import warnings
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from attacks.base import AttackResult, check_random_state
+from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from attacks.inversion import estimators as est
 from attacks.inversion.betamix import BetaMixture
 from attacks.inversion.parameter import bootstrap_mean_ci, user_params
@@ -86,7 +86,7 @@ def nearest_user_distance(t1, t2) -> np.ndarray:
     return d.min(axis=1)
 
 
-class MixtureInversion:
+class MixtureInversion(Attack):
     """EM over the whole pool for Beta or Gaussian mixtures; components matched to users.
 
     Parameters
@@ -100,6 +100,28 @@ class MixtureInversion:
     """
 
     name = NAME
+
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """The family (and Beta's shared affine map) come from the distributions file when given: they
+        are the system's public design, not a user secret.  Components: the suite's user-count
+        estimate, plus the "n_users known" adversary when it differs from the estimate."""
+        d = ctx.distributions
+        fam = "auto" if d is None else {"static": "gaussian"}.get(d.family, d.family)
+        transform = None
+        if d is not None and fam == "beta" and (d.loc is not None or d.scale is not None):
+            transform = (d.loc, d.scale)
+        k = ctx.n_users("embedding")
+        out = [(spec(family=fam, n_components=k, n_init=2, transform=transform, random_state=ctx.seed()),
+                {"n_users": ctx.n_users_method})]
+        if ctx.n_true is not None and ctx.n_true != k:
+            out.append((spec(family=fam, n_components=ctx.n_true, n_init=2, transform=transform,
+                             random_state=ctx.seed()), {"n_users": ctx.n_users_method, "known_n": True}))
+        return out
+
+    def suite_summary(self, ctx) -> None:
+        ctx.summary["mixture_inversion"] = self.summary()
+        ctx.summary.setdefault("n_users_estimated", self.summary()["n_users_estimated"])
 
     def __init__(self, family="auto", n_components=None, n_init=4, max_iter=100, transform=None,
                  n_permutations=100, confidence=0.95, random_state=0):
@@ -257,3 +279,6 @@ class MixtureInversion:
                     "better than chance; the users' distributions are too close to be separated from this pool.")
         return (f"{fam} mixture inversion partially separated users ({stats}): attribution beats chance, but "
                 "most users' distributions were not recovered.")
+
+
+register_attack(NAME, MixtureInversion, group="inversion", metrics=("attribution_accuracy", "parameter_error"))

@@ -21,11 +21,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from attacks.base import AttackResult, check_random_state
+from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from attacks.inversion import estimators as est
 from idfree_core.errors import InputError
 
 NAME = "parameter_inversion"
+PARAMETRIC = {"beta": "alpha, beta", "gaussian": "mean, std"}  # families with an MLE here
 
 
 def bootstrap_mean_ci(values: np.ndarray, rng: np.random.Generator, confidence: float = 0.95,
@@ -53,7 +54,7 @@ def user_params(distributions, user_names, family: str) -> tuple[np.ndarray, np.
     return distributions.params[names[0]][rows], distributions.params[names[1]][rows]
 
 
-class ParameterInversion:
+class ParameterInversion(Attack):
     """MLE of one device's Beta/Gaussian parameters from k linked uploads, against the Cramér-Rao bound.
 
     Parameters
@@ -65,6 +66,18 @@ class ParameterInversion:
     """
 
     name = NAME
+
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """Only scored: needs the oracle and the true Beta/Gaussian distributions."""
+        d = ctx.distributions
+        if ctx.oracle is None:
+            ctx.skip("parameter inversion: needs the oracle and the true distributions")
+            return []
+        if d is None or d.family not in PARAMETRIC:
+            ctx.skip("parameter inversion: needs the true Beta/Gaussian distributions")
+            return []
+        return [(spec(family=d.family, random_state=ctx.seed()), {})]
 
     def __init__(self, family=None, k_values=(2, 5, 10, 20, 50), n_repeats=1, confidence=0.95, random_state=0):
         self.family = family
@@ -157,3 +170,7 @@ class ParameterInversion:
                               "and knows the family; baseline = k unlinked uploads drawn at random",
             },
         )]
+
+
+register_attack(NAME, ParameterInversion, group="inversion", needs_oracle=True, metrics=("parameter_error",),
+                null_battery=False)  # scored against true distributions only: the battery's pools have none

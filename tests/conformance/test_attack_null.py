@@ -9,13 +9,14 @@
 * **Static**: one fixed vector per user plus tiny noise (the ID-equivalent baseline) must be found:
   linkage top-1 >= 0.95 and ARI >= 0.9 for every attack reporting those metrics.
 
-Attacks come from ``attacks.base.ATTACK_REGISTRY``; modules that may register more are imported
-first, and ``EXTRA_ATTACKS`` lists those added here by hand (one line per new attack).
+Attacks come from ``attacks.base.registered_attacks()``: every entry tagged ``null_battery`` runs
+both checks, found by iterating the registry (a new attack is covered by registering it).  The API
+contract (``check_attack_api``: get_params/set_params/clone, fit returns self, result names start
+with the registered name, metrics as tagged) runs over every registered attack.
 """
 
 from __future__ import annotations
 
-import importlib
 import inspect
 
 import numpy as np
@@ -24,24 +25,11 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from attacks.base import ATTACK_REGISTRY
+from attacks.base import Attack, registered_attacks
 from idfree_core.uploads import anonymize
 
-for _module in ("attacks.inversion", "attacks.text", "attacks.suite"):  # may call register_attack
-    try:
-        importlib.import_module(_module)
-    except ImportError:
-        pass
-
-
-def _mixture_inversion(**kw):
-    from attacks.inversion import MixtureInversion
-
-    return MixtureInversion(**kw)
-
-
-EXTRA_ATTACKS = {"inversion.mixture": _mixture_inversion}
-FACTORIES = {**ATTACK_REGISTRY, **{k: v for k, v in EXTRA_ATTACKS.items() if k not in ATTACK_REGISTRY}}
+REGISTRY = {e.name: e for e in registered_attacks()}
+FACTORIES = {name: e for name, e in REGISTRY.items() if e.null_battery}
 VOCAB = np.array("the a movie film good bad plot actor scene great awful slow fast music story end".split())
 
 
@@ -174,3 +162,36 @@ def test_static_embeddings_are_found(attack_name):
     for metric in checked:
         assert results[metric].value >= thresholds[metric], (metric, results[metric].value)
         assert results[metric].advantage_ci[0] > 0, (metric, results[metric].advantage_ci)
+
+
+def test_registry_covers_every_suite_attack():
+    names = set(REGISTRY)
+    assert {"clustering[auto]", "clustering[kmeans]", "linkage[nearest_neighbour]", "linkage[likelihood_ratio]",
+            "mixture_inversion", "parameter_inversion", "attribute_inference"} <= names
+    assert all(REGISTRY[n].null_battery for n in names - {"parameter_inversion", "attribute_inference"})
+
+
+@pytest.mark.parametrize("attack_name", sorted(REGISTRY))
+def test_check_attack_api(attack_name):
+    """scikit-learn contract: params round-trip, clone is unfitted and equal in params, fit returns self."""
+    from sklearn.base import clone
+
+    entry = REGISTRY[attack_name]
+    attack = entry(random_state=0)
+    assert isinstance(attack, Attack)
+    params = attack.get_params()
+    assert set(params) == set(inspect.signature(type(attack).__init__).parameters) - {"self"}
+    twin = clone(attack)
+    assert twin is not attack and twin.get_params().keys() == params.keys()
+    assert attack.set_params(random_state=5) is attack and attack.get_params()["random_state"] == 5
+    with pytest.raises(ValueError):
+        attack.set_params(not_a_parameter=1)
+    if not entry.null_battery:
+        return
+    pool, oracle = static_pool(n_users=3, per_user=12, dim=4, seed=1)
+    fitted = entry(random_state=0)
+    assert fitted.fit(pool) is fitted
+    assert not any(k.endswith("_") and not k.startswith("_") for k in vars(clone(fitted)))  # clone is unfitted
+    results = fitted.score(pool, oracle)
+    assert results and all(r.name.startswith(attack_name) for r in results), [r.name for r in results]
+    assert {r.metric for r in results} <= set(entry.metrics)
