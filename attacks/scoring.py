@@ -346,7 +346,8 @@ def score_linkage(name: str, q_codes: np.ndarray, r_codes: np.ndarray, topk: np.
     * ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``: over ``n_pairs`` uniform same-user and
       ``n_pairs`` uniform different-user pairs scored by ``pair_scores(query_idx, ref_idx)``;
       percentile-bootstrap CI over queries; baselines 0.5 and the FPR.  The ROC points (down-sampled
-      to <= 200) are in ``details["roc"]``.
+      to <= 200) are in ``details["roc"]``; the epsilon lower bound of the same pairs
+      (:func:`attacks.headline.epsilon_lower_bound`) in ``details["epsilon"]`` of the ``auc`` row.
     * Advantage CIs combine the value's CI with the permutation null (user codes shuffled within the
       queries and within the references, pairs re-sampled) as in :func:`advantage_interval`.
     """
@@ -396,6 +397,9 @@ def score_linkage(name: str, q_codes: np.ndarray, r_codes: np.ndarray, topk: np.
         pqi, pri, psame = sample_pairs(pq, pr, n_pairs, rng)
         for key, val in roc_metrics(pair_scores(pqi, pri), psame).items():
             null[key].append(val)
+    from attacks.headline import epsilon_lower_bound
+
+    eps = epsilon_lower_bound(scores, same, confidence, random_state=rng)  # drawn last: other figures unchanged
     tail = (1.0 - confidence) / 2.0
     baselines = {"auc": 0.5, **TARGET_FPRS}
     for key, v in values.items():
@@ -406,6 +410,7 @@ def score_linkage(name: str, q_codes: np.ndarray, r_codes: np.ndarray, topk: np.
                  ci_method="bootstrap over queries", pair_sampling="uniform same-user and different-user pairs")
         if key == "auc":
             d["roc"] = {"fpr": fpr[keep].tolist(), "tpr": tpr[keep].tolist()}
+            d["epsilon"] = eps
         results.append(AttackResult(name=name, metric=key, value=v, ci=ci, baseline=b, advantage=adv,
                                     advantage_ci=adv_ci, ceiling=None, n=int(same.size), knowledge=knowledge,
                                     features=features, details=d))

@@ -54,7 +54,15 @@ class AttackReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"attacks": [r.to_dict() for r in self.results], "findings": list(self.findings),
-                "summary": self.summary, "marginal": [m.to_dict() for m in self.marginal]}
+                "summary": self.summary, "marginal": [m.to_dict() for m in self.marginal],
+                "headline": self.headline()}
+
+    def headline(self) -> dict[str, Any]:
+        """One comparable privacy number (:func:`attacks.headline.headline`): normalised attribution and
+        linkage advantages over chance, the epsilon lower bound and Gaussian-DP mu, each with its CI."""
+        from attacks.headline import headline
+
+        return headline(self.results, self.summary)
 
     def best(self, metric: str) -> AttackResult | None:
         """The strongest result for ``metric`` (highest advantage in the attacker's direction)."""

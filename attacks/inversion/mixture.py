@@ -277,8 +277,15 @@ class MixtureInversion(Attack):
         if not above_chance:
             return (f"{fam} mixture inversion failed to recover distinct users ({stats}): its attribution is no "
                     "better than chance; the users' distributions are too close to be separated from this pool.")
+        why = []
+        if frac is not None and frac < 0.8:
+            share = "most" if frac >= 0.5 else "only some" if frac > 0 else "none"
+            why.append(f"{share} of the users' distributions were recovered ({recovery['n_recovered']} of {n_users}, "
+                       "below the 80% counted as recovering distinct users)")
+        if acc.value < 0.5:
+            why.append(f"fewer than half of the uploads are attributed correctly ({acc.value:.3f})")
         return (f"{fam} mixture inversion partially separated users ({stats}): attribution beats chance, but "
-                "most users' distributions were not recovered.")
+                + " and ".join(why) + ".")
 
 
 register_attack(NAME, MixtureInversion, group="inversion", metrics=("attribution_accuracy", "parameter_error"))
