@@ -153,3 +153,15 @@ def topk_inner(a: np.ndarray, b: np.ndarray, k: int, rng: np.random.Generator, b
             take = first[:, None] + np.arange(k)[None, :]
             out[s:s + sim.shape[0]] = cols[take]
     return out
+
+
+def predict_chunked(model, x: np.ndarray, block: int | None = None) -> np.ndarray:
+    """``model.predict(x)`` in blocks of rows, so a mixture's ``(n, K)`` float64 log-densities never
+    exist for the whole pool at once (1,000,000 rows x 1,000 components would be 8 GB); default
+    blocks hold about 2^23 log-densities."""
+    k = int(getattr(model, "n_components", 1) or 1)
+    block = int(block) if block else int(np.clip(2**23 // max(k, 1), 1024, 65536))
+    out = np.empty(x.shape[0], dtype=np.int64)
+    for s in range(0, x.shape[0], block):
+        out[s:s + block] = model.predict(x[s:s + block])
+    return out
