@@ -95,3 +95,21 @@ def test_linkage_and_neighbors_do_not_import_each_other():
 
     assert "attacks.linkage" not in imports("neighbors") and "attacks.linkage" not in imports("knn")
     assert "attacks.neighbors" not in imports("knn")
+
+
+def test_kmeans_kernel_recovers_separated_clusters_on_both_backends():
+    from sklearn.metrics import adjusted_rand_score
+
+    from attacks.kmeans import kmeans_fit
+
+    rng = np.random.default_rng(7)
+    means = rng.normal(0, 3.0, size=(30, 8))
+    y = np.repeat(np.arange(30), 40)
+    x = means[y] + rng.normal(0, 0.3, size=(y.size, 8))
+    fits = [kmeans_fit(x, 30, random_state=0, backend=b) for b in ("torch", "faiss")]
+    for fit in fits:
+        assert adjusted_rand_score(y, fit.labels) > 0.97
+        d2 = ((x[:, None, :] - fit.centres[None].astype(np.float64)) ** 2).sum(-1)
+        assert np.array_equal(fit.labels, d2.argmin(1))  # every row assigned to its nearest centre
+        assert abs(fit.inertia - d2.min(1).sum()) < 1e-3 * fit.inertia
+    assert kmeans_fit(x, 30, random_state=0, backend="torch").inertia == fits[0].inertia  # seeded
