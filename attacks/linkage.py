@@ -3,20 +3,23 @@
 Queries are the rows with ``session >= 1`` and references the rows with ``session == 0``.  A pool
 without later sessions is split at random (seeded) into two halves: references and queries.
 
-* :class:`NearestNeighbourLinkage`: exact k nearest references of every query, from blocked
-  float32 matrix products ``||q||^2 - 2 q.r + ||r||^2`` (cosine: the same on unit vectors) and a
-  per-block top-k (``torch.topk``), so memory stays ``O(block * n_refs)``; on large pools the same
-  exact search with triangle-inequality cell pruning (:func:`attacks.neighbors.knn_pruned`), which
-  falls back to the blocked products where pruning does not pay.  Pair score: minus the distance
-  (cosine similarity).
+* :class:`NearestNeighbourLinkage`: exact k nearest references of every query by brute force
+  (:func:`attacks.knn.knn_brute`: faiss ``IndexFlatL2``, or blocked float32 products
+  ``||q||^2 - 2 q.r + ||r||^2`` and a per-block ``torch.topk`` without faiss; cosine: the same on
+  unit vectors), memory ``O(block * n_refs)``; on large pools the same exact search with
+  triangle-inequality cell pruning (:func:`attacks.neighbors.knn_pruned`), which falls back to
+  brute force where pruning does not pay.  Pair score: minus the distance (cosine similarity).
 * :class:`LikelihoodRatioLinkage`: a Gaussian mixture is fitted without labels to all uploads
   (k-means-initialised EM; covariance type and, when unknown, the number of components chosen by
   BIC; :func:`attacks.clustering.fit_mixture`), giving responsibilities ``g_x(c) = P(c | x)``.
   For a pair drawn at random, ``P(same component | q, r) = sum_c g_q(c) g_r(c)``; with components
   standing for users this is the posterior probability that the pair is same-user, a monotone
   function of the pair likelihood ratio ``p(q, r | same) / p(q, r | different)`` (so ranking by it
-  is the Neyman-Pearson test).  Pair score: its log.  Top-k: blocked products ``G_q G_r^T`` with
-  exact ties (e.g. references assigned with certainty to one component) broken uniformly at random.
+  is the Neyman-Pearson test).  Pair score: its log, computed as ``logsumexp`` of float32
+  log-responsibilities (no underflow).  Top-k: blockwise float32 products ``G_q G_r^T`` and
+  ``torch.topk`` (:func:`attacks.knn.topk_inner`), exact ties (e.g. references assigned with
+  certainty to one component) broken uniformly at random; cost ``O(n_q n_r K)``, memory
+  ``O(block * n_r)`` plus the ``(n, K)`` float32 responsibilities.
 
 Scoring (:func:`attacks.scoring.score_linkage`) needs the oracle; :meth:`links` works without it.
 """
