@@ -64,6 +64,10 @@ def fake_point(config):
                         "advantage_ci": _ci(adv, 0.03)},
         "entropy_bins": bins,
         "n_users": n,
+        "pool": {"n_tokens": 1},
+        "per_user": [{"user": f"u{u}", "misattribution": float(np.clip(mis * (0.5 + u / n), 0, 1)),
+                      "linkage_top1": float(np.clip(1 - mis * (0.5 + u / n), 0, 1)), "n_links": 5}
+                     for u in range(n)],
         "artifacts": {"embedding": emb.astype(np.float32), "user": users.astype(np.int64),
                       "roc_fpr": fpr, "roc_tpr": tpr},
     }

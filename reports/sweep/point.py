@@ -125,6 +125,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     from attacks.suite import run_attacks
     from idfree_core.pipeline import simulate
     from privacy_audit.misattribution import bayes_misattribution
+    from reports.exposure import per_user_exposure
 
     torch.set_num_threads(int(os.environ.get("IDFREE_POINT_THREADS", "1")))
     cfg = simulation_config(config)
@@ -139,7 +140,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     preds = sim.predictions["idfree"]
     ent = preds.sample_entropy if preds.sample_entropy is not None else preds.entropy
     n_classes = int(getattr(sim.corpus, "n_classes", None) or 2)
-    codes, _ = sim.oracle.codes_for(sim.pool)
+    codes, names = sim.oracle.codes_for(sim.pool)
     rows = np.flatnonzero(sim.pool.sessions() == 0)
     rng = np.random.default_rng(seed)
     if rows.size > EMBEDDING_SAMPLE:
@@ -158,6 +159,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
         "pool": metrics.get("pool", {}),
         "data_description": (metrics.get("data") or {}).get("description"),
         "n_users": n,
+        "per_user": per_user_exposure(mis.per_user, report.summary.get("linkage"), codes, names),
         "artifacts": {"embedding": sim.pool.embedding[rows].astype(np.float32), "user": codes[rows],
                       **_roc(report.results)},
     }
