@@ -13,6 +13,9 @@ results store via :func:`reports.analysis.analyse`.
 from __future__ import annotations
 
 import datetime as _dt
+import glob
+import io
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -96,6 +99,8 @@ def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] |
         ("Privacy-utility trade-off", figures.pareto_figure(settings))]
     cols = [c for c in ("number",) + pareto.SETTING_COLUMNS if c in settings and c != "seed"] + ["n_seeds"]
     for privacy in ("reid_advantage", "misattribution"):
+        if not np.isfinite(settings[privacy].to_numpy(float)).any():
+            continue  # not measured in this sweep (e.g. no attribution or linkage attack run)
         table = pareto.frontier_table(settings, "accuracy", privacy)
         table = table.merge(settings[["point_id", "number", "n_seeds"]], on="point_id")
         table["knee"] = np.where(table["knee"], "<= knee", "")
@@ -147,6 +152,23 @@ def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] |
     return pages, a
 
 
+def remove_stale_temps(out: str | Path, older_than_s: float = 600.0) -> list[Path]:
+    """Delete temp files ``.<name>.*.pdf`` that an earlier killed run left beside ``out``."""
+    out = Path(out)
+    now, gone = time.time(), []
+    if not out.parent.is_dir():
+        return gone
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*.pdf"):
+        try:
+            st = p.stat()
+            if st.st_size == 0 or now - st.st_mtime > older_than_s:
+                p.unlink()
+                gone.append(p)
+        except OSError:
+            continue
+    return gone
+
+
 def _number_pages(pages) -> None:
     n = len(pages)
     for i, fig in enumerate(pages):
@@ -159,10 +181,13 @@ def write_report(results_dir: str | Path, out: str | Path, verdicts: Sequence[Ma
     with the ``scorecard`` rows, the ``recommended`` complete config and the provenance."""
     pages, a = build_pages(results_dir, verdicts, policy, argv)
     _number_pages(pages)
+    buf = io.BytesIO()  # render in memory: a kill while rendering leaves no temp file behind
+    with PdfPages(buf, metadata={"Title": "IDfree-PL privacy audit", "Creator": "idfree-audit"}) as pdf:
+        for fig in pages:
+            pdf.savefig(fig)
+    remove_stale_temps(out)
     with atomic_path(out, suffix=".pdf") as tmp:
-        with PdfPages(tmp, metadata={"Title": "IDfree-PL privacy audit", "Creator": "idfree-audit"}) as pdf:
-            for fig in pages:
-                pdf.savefig(fig)
+        tmp.write_bytes(buf.getvalue())
     return {"pdf": str(out), "pages": len(pages), "recommended": a.recommended(),
             "scorecard": [r.to_dict() for r in a.scorecard], "policy": a.policy.to_dict(),
             "provenance": dict(a.provenance)}

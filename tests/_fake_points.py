@@ -94,3 +94,20 @@ def counting_point(config):
 def unstorable_point(config):
     """A row the store cannot serialise (recorded as a failed point, not a crash)."""
     return {"accuracy": object()}
+
+
+def slow_point(config):
+    """``fake_point`` after sleeping ``[base] sleep_s`` seconds (kill and interrupt tests)."""
+    import time
+
+    time.sleep(float(config.get("sleep_s", 1.0)))
+    return fake_point(config)
+
+
+def bare_point(config):
+    """``fake_point`` without attacks, ROC or entropy bins (a report with nothing to put in legends)."""
+    row = fake_point(config)
+    row["attacks"] = []
+    row["entropy_bins"] = []
+    row["artifacts"] = {k: v for k, v in row["artifacts"].items() if not k.startswith("roc")}
+    return row

@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         results = results_dir_for(out)
         try:
             summary = run_sweep(spec, results, workers=args.workers, scheduler=args.scheduler,
-                                point_fn=args.point_fn, progress=not args.json)
+                                point_fn=args.point_fn, progress=not args.json, yes=args.yes)
         except WorkerDied as exc:
             print(f"idfree-audit report: {exc}", file=sys.stderr)
             return 1

@@ -34,6 +34,7 @@ GRID_KEYS: dict[str, tuple[type, Any, str]] = {
 BETA_MAX_SPREAD = math.sqrt(10 / 49)  # std of the initial Beta(2c, 5c) marginal as c -> 0 (point.py)
 TOP_KEYS = ("name", "description", "base", "grid", "attacks")
 ATTACKS = ("clustering", "linkage", "inversion")
+MAX_SPEC_BYTES = 1 << 20
 
 
 def canonical_json(obj: Any) -> str:
@@ -141,11 +142,12 @@ class SweepSpec:
         p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: sweep spec not found")
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise InputError(f"{p}: larger than {MAX_SPEC_BYTES // 1024} KiB; not a sweep spec")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            return cls.from_toml_string(p.read_text(encoding="utf-8"), source=str(p))
+        except UnicodeDecodeError as exc:
             raise InputError(f"{p}: not valid TOML ({' '.join(str(exc).split())})") from None
-        return cls.from_dict(data, source=str(p))
 
     @classmethod
     def from_toml_string(cls, text: str, source: str = "spec") -> "SweepSpec":
@@ -153,6 +155,8 @@ class SweepSpec:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise InputError(f"{source}: not valid TOML ({' '.join(str(exc).split())})") from None
+        except RecursionError:
+            raise InputError(f"{source}: not valid TOML (nested too deeply)") from None
         return cls.from_dict(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
