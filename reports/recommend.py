@@ -10,7 +10,7 @@
   families (the static baseline is an identifier, never recommended); when the policy leaves some
   settings without a FAIL, only those are candidates.  The result names no seed.
 * :func:`complete_config`: every deployable field (family, spread, lr, clip, steps or epochs,
-  n_tokens, preset) resolved through ``reports.sweep.point.simulation_config``, so no field is null.
+  n_tokens, preset, model) resolved through ``reports.sweep.point.simulation_config``, so no field is null.
 * :func:`knob_effects`: for each swept knob, whether changing it alone moved accuracy, Bayes
   misattribution or the advantage beyond the CIs (e.g. ``clip`` under AdamW with small steps).
 """
@@ -152,7 +152,8 @@ def complete_config(setting: Mapping[str, Any], point_config: Mapping[str, Any],
     else:
         out["epochs"] = int(cfg.device_epochs)
     out["n_tokens"] = int(n_tokens or cfg.n_tokens or 1)
-    out["preset"] = str(point_config.get("model") or point_config.get("preset") or "compact")
+    out["preset"] = str(getattr(cfg, "preset", None) or "fast")
+    out["model"] = str(getattr(cfg, "model", None) or "compact")
     out["n_users"] = int(cfg.n_users)  # the population the numbers were measured on (not a deployment knob)
     return out
 
@@ -163,9 +164,10 @@ def toml_snippet(config: Mapping[str, Any], base: Mapping[str, Any] | None = Non
         return f'"{v}"' if isinstance(v, str) else (repr(v) if isinstance(v, float) else str(v))
 
     fixed = {k: v for k, v in (base or {}).items()
-             if k not in ("n_tokens", "device_epochs", "seed") and k in _known()}
+             if k not in ("n_tokens", "device_epochs", "seed", "preset", "model") and k in _known()}
     lines = ["# recommended setting (idfree-audit report); run it with: idfree-audit sweep THIS.toml --out DIR",
-             'name = "recommended"', "", "[base]", f"n_tokens = {config['n_tokens']}"]
+             'name = "recommended"', "", "[base]", f"n_tokens = {config['n_tokens']}",
+             f"preset = {lit(config['preset'])}"]
     if "epochs" in config:
         lines.append(f"device_epochs = {config['epochs']}")
     lines += [f"{k} = {lit(v)}" for k, v in sorted(fixed.items()) if isinstance(v, (str, int, float, bool))]
@@ -177,14 +179,13 @@ def toml_snippet(config: Mapping[str, Any], base: Mapping[str, Any] | None = Non
         lines.append(f"steps = [{config['steps']}]")
     if config.get("n_users") is not None:
         lines.append(f"n_users = [{int(config['n_users'])}]")
-    if config.get("preset") not in (None, "compact"):
-        lines.insert(5, f"model = {lit(config['preset'])}")
+    lines.append(f"model = [{lit(config.get('model', 'compact'))}]")
     return "\n".join(lines) + "\n"
 
 
 def simulate_args(config: Mapping[str, Any]) -> list[str]:
     """The same setting as ``idfree-audit simulate`` flags."""
-    args = ["--family", config["family"]]
+    args = ["--family", config["family"], "--model", config.get("model", "compact"), "--preset", config["preset"]]
     if config["family"] == "gaussian":
         args += ["--std", repr(config["spread"])]
     elif config["family"] == "beta":

@@ -116,7 +116,7 @@ def test_two_seed_recommendation_has_a_ci_across_seeds_and_names_no_seed(two_see
     rec = a.recommended()
     assert rec["n_seeds"] == 2 and "seed" not in rec and "seed" not in rec["toml"]
     assert all(v is not None for v in rec.values())
-    assert {"family", "spread", "lr", "clip", "n_tokens", "preset"} <= set(rec) and ({"steps", "epochs"} & set(rec))
+    assert {"family", "spread", "lr", "clip", "n_tokens", "preset", "model"} <= set(rec) and ({"steps", "epochs"} & set(rec))
     ids = a.setting["point_ids"]
     vals = a.frame.set_index("point_id").loc[ids, "accuracy"].to_numpy(float)
     assert rec["accuracy"] == pytest.approx(vals.mean())
@@ -148,6 +148,6 @@ def test_recommended_snippet_round_trips_through_sweep_spec_and_simulate_set(two
     parser, _ = build_parser()
     args = parser.parse_args(["simulate", *rec["simulate_args"], "--out", "x"])
     over = _overrides(args.overrides)
-    assert (args.family, args.std, args.device_lr, args.device_clip) == (cfg.family, cfg.std, cfg.device_lr,
-                                                                        cfg.device_clip)
+    assert (args.family, args.std, args.device_lr, args.device_clip, args.model, args.preset) == (
+        cfg.family, cfg.std, cfg.device_lr, cfg.device_clip, cfg.model, cfg.preset)
     assert over["n_tokens"] == cfg.n_tokens and over.get("device_epochs", cfg.device_epochs) == cfg.device_epochs
