@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "bernoulli, binomial, binomial(n=N), poisson")
     src.add_argument("--density", metavar="EXPR",
                      help='density or pmf, e.g. "x**(a-1)*(1-x)**(b-1)/beta(a,b)"')
+    src.add_argument("--distributions", metavar="FILE",
+                     help="user_distributions.json: decide whether the mixture of these K users "
+                          "is identifiable with K known (Kruskal / Allman-Matias-Rhodes "
+                          "certificate), next to the family-level verdict")
     parser.add_argument("--var", default="x", help="variable of --density (default x)")
     parser.add_argument("--params", metavar="A,B", help="comma-separated parameters of --density")
     parser.add_argument("--support", metavar="LO,HI",
@@ -72,24 +76,55 @@ def _family(args):
                                discrete=args.discrete, name=args.name, positive=positive)
 
 
+SCOPE = ("scope: the family-level verdict concerns mixtures of unbounded order; it does not "
+         "protect a deployment whose number of users is known or bounded. Use --distributions "
+         "for the deployment-level verdict.")
+
+
+def _run_deployment(args, work: int) -> int:
+    from idfree_core.uploads import read_user_distributions
+    from privacy_audit.families import get_family
+    from privacy_audit.identifiability import decide
+    from privacy_audit.identifiability.deployment import decide_deployment
+
+    from . import print_json
+
+    ud = read_user_distributions(args.distributions)
+    dep = decide_deployment(ud.family, ud.params, loc=ud.loc, scale=ud.scale, users=ud.users)
+    try:
+        fam = decide(get_family(ud.family), time_budget=args.time_budget, work_budget=work)
+        fam_d, fam_text = fam.to_dict(), fam.to_text()
+    except ValueError:  # no symbolic family (e.g. static point masses)
+        fam_d = {"family": ud.family, "linearly_dependent": None, "identifiable": None,
+                 "method": "none", "reason": "no symbolic family registered for this name"}
+        fam_text = f"family: {ud.family}: no symbolic family-level verdict"
+    if args.json:
+        print_json({"family_verdict": fam_d, "deployment": dep.to_dict()})
+    else:
+        print(fam_text + "\n" + SCOPE + "\n\n" + dep.to_text())
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from privacy_audit.identifiability import decide
 
     from . import print_json
 
-    family = _family(args)
-    if not args.time_budget > 0:
-        raise ValueError(f"--time-budget: must be positive, got {args.time_budget}")
+    if args.latex and args.distributions:
+        raise ValueError("--latex: not available with --distributions (use --json)")
     work = _default_work() if args.work_budget is None else args.work_budget
     if not 1 <= work <= 10**7:
         raise ValueError(f"--work-budget: must be between 1 and 10000000, got {work}")
-    if not args.time_budget <= 3600:
-        raise ValueError(f"--time-budget: at most 3600 seconds, got {args.time_budget}")
+    if not 0 < args.time_budget <= 3600:
+        raise ValueError(f"--time-budget: must be in (0, 3600] seconds, got {args.time_budget}")
+    if args.distributions is not None:
+        return _run_deployment(args, work)
+    family = _family(args)
     verdict = decide(family, time_budget=args.time_budget, screen=args.screen, work_budget=work)
     if args.json:
         print_json(verdict.to_dict())
     elif args.latex:
         print(verdict.to_latex())
     else:
-        print(verdict.to_text())
+        print(verdict.to_text() + "\n" + SCOPE)
     return 0
