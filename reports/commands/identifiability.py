@@ -78,7 +78,7 @@ def _family(args):
 
 SCOPE = ("scope: the family-level verdict concerns mixtures of unbounded order; it does not "
          "protect a deployment whose number of users is known or bounded. Use --distributions "
-         "for the deployment-level verdict.")
+         "for the deployment-level verdict (K users known).")
 
 
 def _run_deployment(args, work: int) -> int:
