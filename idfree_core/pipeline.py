@@ -42,6 +42,7 @@ import torch
 
 from idfree_core.atomic import write_text_atomic
 from idfree_core.errors import InputError
+from idfree_core.families import FAMILY_SPECS, get_family_spec
 from idfree_core.jsonable import to_jsonable
 from idfree_core.evaluation import Predictions, evaluate, latency_ms, metrics_block, ondevice_finetune
 from idfree_core.stages import (MODEL_FIELDS, Encoded, cached, central_model, clear_cache, config_key, n_tokens_for,
@@ -51,7 +52,6 @@ from idfree_core.uploads import (Oracle, UploadPool, UserDistributions, anonymiz
 
 __all__ = ["SimulationConfig", "SimulationResult", "simulate", "clear_cache", "prepare_data", "central_model",
            "Encoded"]
-FAMILIES = ("beta", "gaussian", "static")
 DATA_FORMATS = (None, "csv", "jsonl", "sentiment140", "amazon", "leaf")
 
 
@@ -64,7 +64,9 @@ class SimulationConfig:
     kept), ``docs_per_user``/``difficulty``/``persona_options`` (persona only).
     Family: ``family``; ``std`` (Gaussian std, fixed for classification as in the reference);
     ``beta_concentration`` ``c`` (Beta init ``alpha, beta = 2c, 5c``, generation ``5c, 6c``: larger
-    ``c`` = narrower); ``n_tokens`` (default 1 for classification, 5 for generation).
+    ``c`` = narrower); ``spread`` (the standard deviation of the common initial marginal, for the
+    families whose record reads it, e.g. Kumaraswamy; ``None``: the family default; see
+    :mod:`idfree_core.families`); ``n_tokens`` (default 1 for classification, 5 for generation).
     Model: ``d_model``, ``n_layers``, ``n_heads``, ``max_len`` (positions incl. user tokens).
     Central: ``central_lr``, ``central_epochs``, ``batch_size``; ``warmup_epochs`` with samples
     of the common prior.  Devices: ``device_lr``, ``device_weight_decay``, ``device_clip``,
@@ -90,6 +92,7 @@ class SimulationConfig:
     family: str = "beta"
     std: float = 0.2
     beta_concentration: float = 1.0
+    spread: float | None = None
     n_tokens: int | None = None
     d_model: int = 64
     n_layers: int = 2
@@ -123,8 +126,8 @@ class SimulationConfig:
         if isinstance(self.persona_options, dict):
             object.__setattr__(self, "persona_options", tuple(sorted(self.persona_options.items())))
         object.__setattr__(self, "baselines", tuple(self.baselines))
-        if self.family not in FAMILIES:
-            raise InputError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
+        if self.family not in FAMILY_SPECS:
+            raise InputError(f"family must be one of {list(FAMILY_SPECS)}, got {self.family!r}")
         if self.data_format not in DATA_FORMATS:
             raise InputError(f"data_format must be one of {[f for f in DATA_FORMATS if f]}, got {self.data_format!r}")
         bad = set(self.baselines) - {"static", "ondevice"}
@@ -138,6 +141,13 @@ class SimulationConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise InputError(f"{name} must be a positive number, got {v!r}")
+        spread = self.spread
+        if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
+                                   or not math.isfinite(spread) or spread <= 0):
+            raise InputError(f"spread must be a positive number or None, got {spread!r}")
+        spec = get_family_spec(self.family)
+        if spread is not None and spec.spread_field == "spread":
+            spec.setting_from_spread(spread)  # range check with the family's limit
         for name in ("n_tokens", "device_max_steps"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -240,7 +250,7 @@ def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
         central = central_model(config, progress)
         preds: dict[str, Predictions] = {"central": evaluate(central, test, None, users)}
         lap("central")
-        if config.family == "static":
+        if get_family_spec(config.family).is_point_mass:
             main = static_baseline(config, progress)
         else:
             main = personalize(config, config.family, progress)

@@ -26,6 +26,7 @@ import torch
 from idfree_core import cloud
 from idfree_core.errors import InputError
 from idfree_core.evaluation import evaluate
+from idfree_core.families import get_family_spec
 from idfree_core.fleet import Fleet, FleetConfig
 from idfree_core.models import CompactTransformer
 
@@ -164,14 +165,12 @@ def central_model(config, progress: bool = False) -> CompactTransformer:
     return model.eval()
 
 
-def _family_init(config, family: str, task: str) -> dict:
-    if family == "beta":
-        c = config.beta_concentration
-        return {"init_alpha": 2.0 * c, "init_beta": 5.0 * c} if task == "classify" else \
-            {"init_alpha": 5.0 * c, "init_beta": 6.0 * c}
-    if family == "gaussian":
-        return {"init_mean": 0.1, "init_std": config.std, "train_std": task == "next_token"}
-    return {"init": 0.1}
+def family_init(config, family: str, task: str) -> dict:
+    """Module keyword arguments of the common initial distribution (the family record's
+    ``initial_params`` at the configuration's spread setting, e.g. Beta ``(2c, 5c)``)."""
+    spec = get_family_spec(family)
+    setting = getattr(config, spec.spread_field) if spec.spread_field else None
+    return spec.module_init(spec.initial_params(setting, task), task)
 
 
 def personalize(config, family: str, progress: bool = False) -> dict:
@@ -179,7 +178,7 @@ def personalize(config, family: str, progress: bool = False) -> dict:
     corpus, train, dev_train, dev_val, test = prepare_data(config)
     n_tok, users = n_tokens_for(config, corpus), corpus.users
     model = central_model(config, progress)
-    init = _family_init(config, family, corpus.task)
+    init = family_init(config, family, corpus.task)
     fleet = Fleet(family, len(users), n_tok, config.d_model, **init)
     prior = Fleet(family, 1, n_tok, config.d_model, **init).stack
     tag = f"{family}"
@@ -214,6 +213,6 @@ def personalize(config, family: str, progress: bool = False) -> dict:
 
 def static_baseline(config, progress: bool):
     cls = type(config)
-    base = replace(config, family="static", std=cls.std, beta_concentration=cls.beta_concentration)
+    base = replace(config, family="static", std=cls.std, beta_concentration=cls.beta_concentration, spread=cls.spread)
     fields = tuple(f for f in cls.__dataclass_fields__ if f not in ("baselines",))
     return cached(("static",) + config_key(base, fields), lambda: personalize(base, "static", progress))

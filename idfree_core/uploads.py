@@ -35,6 +35,7 @@ import pyarrow.parquet as pq
 
 from idfree_core.atomic import atomic_path, write_text_atomic
 from idfree_core.errors import InputError
+from idfree_core.families import FAMILY_SPECS, get_family_spec
 
 POOL_COLUMNS = ("upload_id", "embedding", "text", "label", "session")
 # Column names that identify a user or a device.  A pool carrying one is a privacy finding.
@@ -44,7 +45,12 @@ IDENTIFIER_PATTERN = re.compile(
     r"cookie|session_?id|install_?id|advertising_?id)$",
     re.IGNORECASE,
 )
-FAMILY_PARAMS = {"beta": ("alpha", "beta"), "gaussian": ("mean", "std"), "static": ("value",)}
+
+
+def __getattr__(name: str):
+    if name == "FAMILY_PARAMS":  # deprecated view: parameter names per registered family
+        return {k: v.param_names for k, v in FAMILY_SPECS.items()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _fail(path: str | Path, problem: str) -> InputError:
@@ -189,30 +195,14 @@ class UserDistributions:
     scale: np.ndarray | None = None
 
     def __post_init__(self) -> None:
-        if self.family not in FAMILY_PARAMS:
-            raise InputError(f"unknown family {self.family!r}; expected one of {sorted(FAMILY_PARAMS)}")
+        spec = get_family_spec(self.family)
         users = tuple(str(u) for u in self.users)
         if not users:
             raise InputError("no users")
-        expected = FAMILY_PARAMS[self.family]
-        if set(self.params) != set(expected):
-            raise InputError(f"{self.family} parameters must be {list(expected)}, got {sorted(self.params)}")
-        params = {}
-        dim = None
-        for name in expected:
-            arr = np.asarray(self.params[name], dtype=np.float64)
-            if arr.ndim != 2 or arr.shape[0] != len(users):
-                raise InputError(f"parameter {name!r} must have shape (n_users={len(users)}, D), got {arr.shape}")
-            if dim is not None and arr.shape[1] != dim:
-                raise InputError(f"parameter {name!r} has {arr.shape[1]} dimensions, expected {dim}")
-            dim = arr.shape[1]
-            if not np.all(np.isfinite(arr)):
-                raise InputError(f"parameter {name!r} contains NaN or infinite values")
-            if name in ("alpha", "beta") and np.any(arr <= 0):
-                raise InputError(f"Beta parameter {name!r} must be > 0")
-            if name == "std" and np.any(arr <= 0):
-                raise InputError("Gaussian std must be > 0")
-            params[name] = arr
+        params = spec.validate(self.params, n_rows=len(users))
+        dim = next(iter(params.values())).shape[1]
+        if (self.loc is not None or self.scale is not None) and not spec.affine:
+            raise InputError(f"family {self.family!r} takes no transform (loc, scale)")
         for name in ("loc", "scale"):
             value = getattr(self, name)
             if value is not None:
@@ -235,7 +225,7 @@ class UserDistributions:
 
     def to_json_dict(self) -> dict:
         out: dict = {"family": self.family, "users": {
-            u: {k: self.params[k][i].tolist() for k in FAMILY_PARAMS[self.family]}
+            u: {k: self.params[k][i].tolist() for k in get_family_spec(self.family).param_names}
             for i, u in enumerate(self.users)
         }}
         if self.loc is not None or self.scale is not None:
@@ -250,12 +240,14 @@ class UserDistributions:
         if not isinstance(data, dict) or "family" not in data or "users" not in data:
             raise _fail(source, 'expected an object with "family" and "users"')
         family = data["family"]
-        if family not in FAMILY_PARAMS:
-            raise _fail(source, f"unknown family {family!r}; expected one of {sorted(FAMILY_PARAMS)}")
+        try:
+            spec = get_family_spec(family)
+        except InputError as exc:
+            raise _fail(source, str(exc)) from None
         users = data["users"]
         if not isinstance(users, dict) or not users:
             raise _fail(source, '"users" must be a non-empty object {user: parameters}')
-        names = FAMILY_PARAMS[family]
+        names = spec.param_names
         rows: dict[str, list] = {k: [] for k in names}
         for user, p in users.items():
             if not isinstance(p, dict) or set(p) != set(names):
@@ -271,8 +263,9 @@ class UserDistributions:
         transform = data.get("transform")
         loc = scale = None
         if transform is not None:
-            if family != "beta" or not isinstance(transform, dict) or set(transform) != {"loc", "scale"}:
-                raise _fail(source, '"transform" must be {"loc": [...], "scale": [...]} and only for beta')
+            if not spec.affine or not isinstance(transform, dict) or set(transform) != {"loc", "scale"}:
+                raise _fail(source, '"transform" must be {"loc": [...], "scale": [...]} and only for the '
+                            f'families {[k for k, v in FAMILY_SPECS.items() if v.affine]}')
             loc, scale = transform["loc"], transform["scale"]
         try:
             return cls(family=family, users=tuple(users), params={k: np.asarray(rows[k], dtype=np.float64) for k in names},

@@ -40,8 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--label-column", help="label column (csv/jsonl); without it: next-token task")
     parser.add_argument("--users", type=_positive_int, default=None,
                         help="number of users (persona) or most active users kept (files); default 50")
-    parser.add_argument("--family", choices=["beta", "gaussian", "static"], default="beta",
-                        help="user-embedding family (static = one fixed vector per user)")
+    parser.add_argument("--family", default="beta", metavar="NAME",
+                        help="user-embedding family, a name in the registry idfree_core.families (built in: "
+                             "beta, gaussian, static = one fixed vector per user, kumaraswamy); "
+                             "--set spread=S sets the initial spread of families without a flag of their own")
     parser.add_argument("--std", type=_positive_float, default=None, help="Gaussian spread (default 0.2)")
     parser.add_argument("--beta-concentration", type=_positive_float, default=None,
                         help="Beta spread: initial alpha, beta = 2c, 5c (default c = 1)")
