@@ -27,7 +27,7 @@ from idfree_core import cloud
 from idfree_core.errors import InputError
 from idfree_core.evaluation import evaluate
 from idfree_core.families import get_family_spec
-from idfree_core.fleet import Fleet, FleetConfig
+from idfree_core.fleet import Fleet
 from idfree_core.models import CompactTransformer
 
 TRAJECTORIES = ("trajectory_unconstrained_", "trajectory_unconstrained_inf_", "trajectory_")
@@ -190,9 +190,7 @@ def personalize(config, family: str, progress: bool = False) -> dict:
                             prior_sampler=lambda n: prior.rsample((n,)).detach(), progress=progress)
     trajectories, uploads = {}, None
     for r in range(config.rounds):
-        fcfg = FleetConfig(lr=config.device_lr, weight_decay=config.device_weight_decay, clip_norm=config.device_clip,
-                           epochs=config.device_epochs, max_steps=config.device_max_steps,
-                           batch_size=config.device_batch, seed=seed_for(config, f"device-{tag}-{r}"))
+        fcfg = config.device_config(seed=seed_for(config, f"device-{tag}-{r}"))
         fleet.fit(model, dev_train.as_tuple(), dev_val.as_tuple(), fcfg, progress=progress)
         for name in TRAJECTORIES:
             path = getattr(fleet, name)

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import special, stats
 
+from idfree_core.optim import adam_step_bounds  # the one Adam step bound (idfree_core/optim.py)
 from privacy_audit.divergences import check_params
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -82,15 +83,6 @@ def _link_inv(name, v):
 
 def _link_slope(name, u_hi):
     return special.expit(u_hi) if name == "softplus" else np.exp(u_hi)
-
-
-def adam_step_bounds(steps: int, betas=(0.9, 0.999)) -> np.ndarray:
-    """``c_t`` for ``t = 1..steps``: ``|Adam step_t| <= lr * c_t`` per coordinate, any gradients."""
-    b1, b2 = betas
-    t = np.arange(1, steps + 1, dtype=np.float64)
-    gamma = b1 * b1 / b2
-    geo = t if gamma == 1 else (1 - gamma**t) / (1 - gamma)
-    return (1 - b1) * np.sqrt(-np.expm1(t * np.log(b2))) * np.sqrt(geo) / ((1 - b1**t) * math.sqrt(1 - b2))
 
 
 def _knapsack(weight, cap2, budget2) -> float:

@@ -81,7 +81,9 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from idfree_core.pipeline import SimulationConfig, simulate
+    from idfree_core.pipeline import SimulationConfig, check_out_dir, simulate
+
+    check_out_dir(args.out)  # before any work
 
     options = {"data": args.data, "data_format": args.data_format, "user_column": args.user_column,
                "text_column": args.text_column, "label_column": args.label_column, "family": args.family,

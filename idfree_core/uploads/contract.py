@@ -1,57 +1,24 @@
-"""The anonymous upload pool, the auditor's oracle, and the file contract between them.
+"""The pool, the oracle and the user distributions: validated containers of the file contract.
 
-What the cloud sees is an :class:`UploadPool`: embeddings, optional text, label and session.
-It has **no user field**; that is a type-level fact (see ``tests/test_uploads.py``).  The
-ground-truth map ``upload_id -> user`` lives only in an :class:`Oracle`, and the users' trained
-distributions only in :class:`UserDistributions`; both are for scoring attacks, never for fitting.
-
-Files (docs/file_formats.md):
-
-* ``uploads.parquet``: ``upload_id`` int64 unique, ``embedding`` list<float32> of fixed length
-  (``n_tokens * token_dim``, tokens flattened), optional ``text`` string, ``label`` int64,
-  ``session`` int64 (0 = training uploads, 1.. = later inference queries).  CSV with
-  ``emb_0..emb_{d-1}`` columns is accepted on read.
-* ``oracle.parquet``: ``upload_id`` int64, ``user`` string.
-* ``user_distributions.json``: ``{"family": "beta"|"gaussian"|"static", "users": {user: params}}``
-  with flattened per-dimension parameters: ``alpha``/``beta`` (Beta), ``mean``/``std`` (Gaussian)
-  or ``value`` (static embedding, a point mass).  Beta may carry a shared affine map
-  ``"transform": {"loc": [...], "scale": [...]}`` (embedding = loc + scale * x).
-
-Every reader validates schema, lengths, finiteness and dtype and raises :class:`InputError`
-with one line naming the file and the problem.  Nothing is ever unpickled.
+``UploadPool`` has no user field (a type-level fact); ``Oracle`` and ``UserDistributions`` are the
+auditor's side.  Parameters of ``UserDistributions`` are validated by the family registry
+(:mod:`idfree_core.families`).  See :mod:`idfree_core.uploads` for the files.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from idfree_core.atomic import atomic_path, write_text_atomic
 from idfree_core.errors import InputError
 from idfree_core.families import FAMILY_SPECS, get_family_spec
 
 POOL_COLUMNS = ("upload_id", "embedding", "text", "label", "session")
-# Column names that identify a user or a device.  A pool carrying one is a privacy finding.
-IDENTIFIER_PATTERN = re.compile(
-    r"^(user|user_?id|uid|userid|username|user_?name|author|account|account_?id|email|"
-    r"device|device_?id|client|client_?id|ip|ip_?addr(ess)?|mac|imei|idfa|phone|"
-    r"cookie|session_?id|install_?id|advertising_?id)$",
-    re.IGNORECASE,
-)
-
-
-def __getattr__(name: str):
-    if name == "FAMILY_PARAMS":  # deprecated view: parameter names per registered family
-        return {k: v.param_names for k, v in FAMILY_SPECS.items()}
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+INT64_LIMIT = 2.0 ** 63  # float values at or past it do not fit in int64
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 def _fail(path: str | Path, problem: str) -> InputError:
     return InputError(f"{path}: {problem}")
@@ -59,12 +26,28 @@ def _fail(path: str | Path, problem: str) -> InputError:
 
 def _as_int64(values, what: str) -> np.ndarray:
     arr = np.asarray(values)
+    if arr.dtype.kind == "u" and arr.size and arr.max() >= INT64_LIMIT:
+        raise InputError(f"{what} has values past the int64 range (max {arr.max()})")
     if arr.dtype.kind not in "iu":
         if arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
+            if arr.size and np.abs(arr).max() >= INT64_LIMIT:
+                raise InputError(f"{what} has values past the int64 range (max |value| {np.abs(arr).max():g})")
             arr = arr.astype(np.int64)
         else:
             raise InputError(f"{what} must be integers, got dtype {arr.dtype}")
     return arr.astype(np.int64, copy=False)
+
+
+def _as_float32(values, what: str) -> np.ndarray:
+    """``values`` as float32, refusing NaN, infinities and values past float32's range (no warning)."""
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiub":
+        raise InputError(f"{what} must be numeric, got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise InputError(f"{what} contains NaN or infinite values")
+    if arr.size and arr.dtype != np.float32 and np.abs(arr).max() > FLOAT32_MAX:
+        raise InputError(f"{what} has values past the float32 range (max |value| {float(np.abs(arr).max()):g})")
+    return arr.astype(np.float32, copy=False)
 
 
 @dataclass(frozen=True, eq=False)
@@ -91,14 +74,13 @@ class UploadPool:
             raise InputError(f"embedding has {emb.shape[0]} rows but upload_id has {uid.shape[0]}")
         if emb.shape[0] == 0:
             raise InputError("the pool is empty")
-        if not np.all(np.isfinite(emb)):
-            raise InputError("embedding contains NaN or infinite values")
+        emb = _as_float32(emb, "embedding")
         if np.unique(uid).size != uid.size:
             raise InputError("upload_id values are not unique")
         if self.n_tokens < 1 or emb.shape[1] % self.n_tokens:
             raise InputError(f"embedding width {emb.shape[1]} is not a multiple of n_tokens={self.n_tokens}")
         object.__setattr__(self, "upload_id", uid)
-        object.__setattr__(self, "embedding", emb.astype(np.float32, copy=False))
+        object.__setattr__(self, "embedding", emb)
         n = uid.shape[0]
         if self.text is not None:
             text = np.asarray(self.text, dtype=object)
@@ -272,200 +254,6 @@ class UserDistributions:
                        loc=loc, scale=scale)
         except (InputError, TypeError, ValueError) as exc:
             raise _fail(source, str(exc)) from None
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def write_uploads(pool: UploadPool, path: str | Path) -> None:
-    """Write ``pool`` to ``uploads.parquet`` (atomically)."""
-    flat = pa.array(pool.embedding.reshape(-1), type=pa.float32())
-    offsets = pa.array(np.arange(0, pool.n * pool.dim + 1, pool.dim, dtype=np.int32))
-    columns = {"upload_id": pa.array(pool.upload_id, type=pa.int64()),
-               "embedding": pa.ListArray.from_arrays(offsets, flat)}
-    if pool.text is not None:
-        columns["text"] = pa.array([str(t) for t in pool.text], type=pa.string())
-    if pool.label is not None:
-        columns["label"] = pa.array(pool.label, type=pa.int64())
-    if pool.session is not None:
-        columns["session"] = pa.array(pool.session, type=pa.int64())
-    table = pa.table(columns).replace_schema_metadata({"idfree.n_tokens": str(pool.n_tokens)})
-    with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def write_oracle(oracle: Oracle, path: str | Path) -> None:
-    """Write ``oracle.parquet`` (atomically)."""
-    table = pa.table({"upload_id": pa.array(oracle.upload_id, type=pa.int64()),
-                      "user": pa.array([str(u) for u in oracle.user], type=pa.string())})
-    with atomic_path(path, suffix=".parquet") as tmp:
-        pq.write_table(table, tmp)
-
-
-def write_user_distributions(dists: UserDistributions, path: str | Path) -> None:
-    """Write ``user_distributions.json`` (atomically)."""
-    write_text_atomic(path, json.dumps(dists.to_json_dict()))
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _read_table(path: str | Path) -> pa.Table:
-    p = Path(path)
-    if not p.exists():
-        raise _fail(p, "file not found")
-    if p.is_dir():
-        raise _fail(p, "is a folder, expected a file")
-    if p.stat().st_size == 0:
-        raise _fail(p, "file is empty")
-    suffix = p.suffix.lower()
-    try:
-        if suffix == ".csv":
-            import pyarrow.csv as pacsv
-
-            return pacsv.read_csv(p)
-        return pq.read_table(p)
-    except (pa.ArrowException, OSError, ValueError) as exc:
-        kind = "CSV" if suffix == ".csv" else "Parquet"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _fail(p, f"not a readable {kind} file ({first})") from None
-
-
-def _int_column(table: pa.Table, name: str, path) -> np.ndarray:
-    col = table.column(name)
-    if col.null_count:
-        raise _fail(path, f"column {name!r} has {col.null_count} missing values")
-    if not (pa.types.is_integer(col.type) or pa.types.is_floating(col.type)):
-        raise _fail(path, f"column {name!r} must be int64, got {col.type}")
-    try:
-        return _as_int64(col.to_numpy(), f"column {name!r}")
-    except InputError as exc:
-        raise _fail(path, str(exc)) from None
-
-
-def _embedding_from_table(table: pa.Table, path) -> np.ndarray:
-    if "embedding" in table.column_names:
-        col = table.column("embedding").combine_chunks()
-        if not (pa.types.is_list(col.type) or pa.types.is_large_list(col.type) or pa.types.is_fixed_size_list(col.type)):
-            raise _fail(path, f"column 'embedding' must be list<float32>, got {col.type}")
-        if col.null_count:
-            raise _fail(path, f"column 'embedding' has {col.null_count} missing rows")
-        if not (pa.types.is_floating(col.type.value_type) or pa.types.is_integer(col.type.value_type)):
-            raise _fail(path, f"column 'embedding' must hold floats, got {col.type.value_type}")
-        if pa.types.is_fixed_size_list(col.type):
-            width = col.type.list_size
-            values = col.flatten().to_numpy(zero_copy_only=False)
-            return values.reshape(-1, width) if width else values.reshape(len(col), 0)
-        lengths = np.diff(col.offsets.to_numpy())
-        if lengths.size and (lengths.min() != lengths.max()):
-            raise _fail(path, f"ragged embeddings: row lengths range from {lengths.min()} to {lengths.max()}")
-        if lengths.size and lengths[0] == 0:
-            raise _fail(path, "embeddings are empty lists")
-        values = col.flatten()
-        if values.null_count:
-            raise _fail(path, "embedding values contain nulls")
-        return values.to_numpy(zero_copy_only=False).astype(np.float32).reshape(len(col), -1)
-    emb_cols = [c for c in table.column_names if re.fullmatch(r"emb_\d+", c)]
-    if not emb_cols:
-        raise _fail(path, "missing column 'embedding' (or emb_0..emb_{d-1} columns)")
-    idx = sorted(int(c[4:]) for c in emb_cols)
-    if idx != list(range(len(idx))):
-        raise _fail(path, "emb_* columns must be emb_0..emb_{d-1} without gaps")
-    mats = []
-    for i in idx:
-        col = table.column(f"emb_{i}")
-        if col.null_count:
-            raise _fail(path, f"column 'emb_{i}' has missing values (ragged embeddings?)")
-        if not (pa.types.is_floating(col.type) or pa.types.is_integer(col.type)):
-            raise _fail(path, f"column 'emb_{i}' must be numeric, got {col.type}")
-        mats.append(col.to_numpy().astype(np.float32))
-    return np.stack(mats, axis=1)
-
-
-def read_uploads_with_findings(path: str | Path) -> tuple[UploadPool, tuple[str, ...]]:
-    """Read and validate an uploads file; also return identifier-like columns found in it.
-
-    Identifier columns (user, device, ip, ...) are *not* loaded into the pool: their presence is a
-    privacy finding the caller must report loudly.
-    """
-    table = _read_table(path)
-    if table.num_rows == 0:
-        raise _fail(path, "no rows")
-    if "upload_id" not in table.column_names:
-        raise _fail(path, "missing column 'upload_id'")
-    findings = tuple(c for c in table.column_names if IDENTIFIER_PATTERN.match(c))
-    upload_id = _int_column(table, "upload_id", path)
-    embedding = _embedding_from_table(table, path)
-    text = label = session = None
-    if "text" in table.column_names:
-        col = table.column("text")
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
-            raise _fail(path, f"column 'text' must be string, got {col.type}")
-        text = np.asarray([t if t is not None else "" for t in col.to_pylist()], dtype=object)
-    if "label" in table.column_names:
-        label = _int_column(table, "label", path)
-    if "session" in table.column_names:
-        session = _int_column(table, "session", path)
-    meta = table.schema.metadata or {}
-    n_tokens = 1
-    raw = meta.get(b"idfree.n_tokens")
-    if raw is not None:
-        try:
-            n_tokens = int(raw)
-        except ValueError:
-            raise _fail(path, f"bad idfree.n_tokens metadata {raw!r}") from None
-    try:
-        pool = UploadPool(upload_id=upload_id, embedding=embedding, text=text, label=label,
-                          session=session, n_tokens=n_tokens)
-    except InputError as exc:
-        raise _fail(path, str(exc)) from None
-    return pool, findings
-
-
-def read_uploads(path: str | Path) -> UploadPool:
-    """Read and validate ``uploads.parquet`` (or a CSV with ``emb_*`` columns)."""
-    return read_uploads_with_findings(path)[0]
-
-
-def read_oracle(path: str | Path, pool: UploadPool | None = None) -> Oracle:
-    """Read ``oracle.parquet`` (or CSV); if ``pool`` is given, check every upload id is covered."""
-    table = _read_table(path)
-    if table.num_rows == 0:
-        raise _fail(path, "no rows")
-    for name in ("upload_id", "user"):
-        if name not in table.column_names:
-            raise _fail(path, f"missing column {name!r}")
-    upload_id = _int_column(table, "upload_id", path)
-    users = table.column("user")
-    if users.null_count:
-        raise _fail(path, f"column 'user' has {users.null_count} missing values")
-    try:
-        oracle = Oracle(upload_id=upload_id, user=np.asarray([str(u) for u in users.to_pylist()], dtype=object))
-        if pool is not None:
-            oracle.users_for(pool.upload_id)
-    except InputError as exc:
-        raise _fail(path, str(exc)) from None
-    return oracle
-
-
-def read_user_distributions(path: str | Path) -> UserDistributions:
-    """Read and validate ``user_distributions.json`` (plain JSON; NaN/Infinity are rejected)."""
-    p = Path(path)
-    if not p.exists():
-        raise _fail(p, "file not found")
-    try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _fail(p, f"cannot read ({type(exc).__name__})") from None
-
-    def _reject_constant(name: str):
-        raise InputError(f"{p}: non-finite number {name} is not allowed")
-
-    try:
-        data = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as exc:
-        raise _fail(p, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
-    return UserDistributions.from_json_dict(data, source=str(p))
 
 
 def anonymize(
