@@ -10,7 +10,8 @@ Files (docs/file_formats.md):
 * ``uploads.parquet``: ``upload_id`` int64 unique, ``embedding`` list<float32> of fixed length
   (``n_tokens * token_dim``, tokens flattened), optional ``text`` string, ``label`` int64,
   ``session`` int64 (0 = training uploads, 1.. = later inference queries).  CSV with
-  ``emb_0..emb_{d-1}`` columns is accepted on read.
+  ``emb_0..emb_{d-1}`` columns is accepted on read; a CSV without ``upload_id`` has its rows
+  numbered ``0..n-1`` in file order.
 * ``oracle.parquet``: ``upload_id`` int64, ``user`` string.
 * ``user_distributions.json``: ``{"family": NAME, "users": {user: params}}`` with NAME a family of
   the registry (:mod:`idfree_core.families`) and its flattened per-dimension parameters, e.g.

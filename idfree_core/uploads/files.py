@@ -162,9 +162,13 @@ def read_uploads_with_findings(path: str | Path, oracle: Oracle | None = None, *
         raise _fail(path, f"{table.num_rows} rows is past the limit of {max_rows} (raise it with max_rows=)")
     if table.num_columns > max_dim + len(POOL_COLUMNS) + 64:
         raise _fail(path, f"{table.num_columns} columns is past the limit (max_dim={max_dim}; raise it with max_dim=)")
-    if "upload_id" not in table.column_names:
+    csv_file = Path(path).suffix.lower() == ".csv"
+    if "upload_id" not in table.column_names and not csv_file:
         raise _fail(path, "missing column 'upload_id'")
-    upload_id = _int_column(table, "upload_id", path)
+    if "upload_id" in table.column_names:
+        upload_id = _int_column(table, "upload_id", path)
+    else:  # CSVs as they come: rows numbered 0..n-1 in file order
+        upload_id = np.arange(table.num_rows, dtype=np.int64)
     embedding = _embedding_from_table(table, path, max_dim)
     side = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names
             if c not in ("upload_id", "embedding") and not re.fullmatch(r"emb_\d+", c)}
