@@ -152,7 +152,8 @@ def test_bad_config_raises_input_error(kwargs):
 
 
 def _snapshot(folder):
-    return {p.name: (p.read_bytes(), p.stat().st_mode & 0o777) for p in sorted(folder.iterdir())}
+    return {p.name: (p.read_bytes() if p.is_file() else "folder", p.stat().st_mode & 0o777)
+            for p in sorted(folder.iterdir())}
 
 
 def test_ground_truth_is_owner_only_also_after_a_rewrite(result, tmp_path):
