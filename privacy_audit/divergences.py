@@ -194,8 +194,8 @@ def _pairwise_1d(family, p, kind) -> np.ndarray:
             def integrand(x, logd=logd):
                 lf = logd(torch.as_tensor(x, dtype=torch.float64)[:, None]).numpy()
                 li, lj = lf[:, 0], lf[:, 1]
-                if kind == "tv":
-                    return 0.5 * np.abs(np.exp(li) - np.exp(lj))
+                if kind == "tv":   # |f_i - f_j| has a kink where the sign changes
+                    return 0.5 * np.abs(np.exp(li) - np.exp(lj)), li > lj
                 mix = np.logaddexp(li, lj) - math.log(2)
                 with np.errstate(invalid="ignore"):
                     val = np.exp(li) * (li - mix) + np.exp(lj) * (lj - mix)

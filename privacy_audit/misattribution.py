@@ -106,8 +106,8 @@ def _exact_1d(family, p, pi) -> tuple[float, float]:
     dist = torch_distribution(family, p)   # log_prob in (x - m) / s form: no cancellation for spikes
     logpi = torch.as_tensor(np.log(pi))
 
-    def integrand(x: np.ndarray) -> np.ndarray:
-        out = np.zeros(x.shape)
+    def integrand(x: np.ndarray):
+        out, labels = np.zeros(x.shape), np.zeros(x.shape, dtype=np.int64)
         for sl in _chunks(x.size, pi.size):
             lf = dist.log_prob(torch.as_tensor(x[sl], dtype=torch.float64)[:, None, None])[..., 0] + logpi
             m, arg = lf.max(dim=1, keepdim=True)
@@ -115,7 +115,8 @@ def _exact_1d(family, p, pi) -> tuple[float, float]:
             # sum of the non-maximal terms directly: "sum - 1" would lose terms below 1e-16.
             rest = torch.exp(lf - m).scatter_(1, arg, 0.0).sum(1)
             out[sl] = (torch.exp(m[:, 0]) * rest).numpy()
-        return out
+            labels[sl] = arg[:, 0].numpy()
+        return out, labels
 
     value, err = quad_1d(integrand, family, p)
     return value, err + 1e-10 * abs(value)   # floating-point evaluation of the densities
