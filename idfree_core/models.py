@@ -78,6 +78,8 @@ def combine_user_tokens(token_embeds: torch.Tensor, mask: torch.Tensor, lengths:
     ones = torch.ones(b, n, dtype=mask.dtype, device=mask.device)
     if position == "prepend":
         return (torch.cat([user_embedding, token_embeds], 1), torch.cat([ones, mask], 1), lengths + n - 1, n)
+    if bool((lengths == length).all()):  # no padding (e.g. a single query): appending is a concatenation
+        return torch.cat([token_embeds, user_embedding], 1), torch.cat([mask, ones], 1), lengths + n - 1, n
     j = torch.arange(length, device=mask.device)[None, :]
     text_target = torch.where(j < lengths[:, None], j, j + n)
     user_target = lengths[:, None] + torch.arange(n, device=mask.device)[None, :]

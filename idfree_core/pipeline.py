@@ -33,7 +33,7 @@ import json
 import math
 import platform
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,11 @@ import torch
 from idfree_core.atomic import write_text_atomic
 from idfree_core.errors import InputError
 from idfree_core.jsonable import to_jsonable
+from idfree_core.model_zoo import check_model_name, describe_model
+from idfree_core.presets import check_preset, preset_overrides, preset_settings
 from idfree_core.evaluation import Predictions, evaluate, latency_ms, metrics_block, ondevice_finetune
-from idfree_core.stages import (MODEL_FIELDS, Encoded, cached, central_model, clear_cache, config_key, n_tokens_for,
-                                personalize, prepare_data, seed_for, static_baseline)
+from idfree_core.stages import (MODEL_FIELDS, Encoded, cached, central_model, clear_cache, config_key, model_width,
+                                n_tokens_for, personalize, prepare_data, seed_for, static_baseline)
 from idfree_core.uploads import (Oracle, UploadPool, UserDistributions, anonymize, write_oracle, write_uploads,
                                  write_user_distributions)
 
@@ -60,7 +62,7 @@ class SimulationConfig:
     """Everything ``simulate`` depends on.  Defaults: the acceptance configuration (issue 2).
 
     Data: ``data`` ("persona" or a file path), ``data_format``/``*_column`` (real data, see
-    :func:`idfree_core.data.load_corpus`), ``n_users`` (persona users, or the most active users
+    :func:`idfree_core.data.load_corpus`; ``time_column`` gives the chronological split), ``n_users`` (persona users, or the most active users
     kept), ``docs_per_user``/``difficulty``/``persona_options`` (persona only).
     Family: ``family``; ``std`` (Gaussian std, fixed for classification as in the reference);
     ``beta_concentration`` ``c`` (Beta init ``alpha, beta = 2c, 5c``, generation ``5c, 6c``: larger
@@ -76,6 +78,10 @@ class SimulationConfig:
     ``n_bootstrap``.  The learning rates are tuned for the compact model trained from scratch; the
     authors' values for pretrained LMs (5e-5 everywhere) are ``cloud.REFERENCE_*`` and
     ``docs/real_models.md``.
+    Which model: ``model`` (``compact``, ``minilm``, ``smollm2`` or ``hf:PATH``, see
+    :mod:`idfree_core.model_zoo`; pretrained models bring their own tokenizer and width, so
+    ``d_model``/``n_layers``/``n_heads`` apply to ``compact`` only); ``preset`` names the settings
+    the other fields were filled from (:meth:`from_preset`, :mod:`idfree_core.presets`).
     """
 
     data: str = "persona"
@@ -83,6 +89,7 @@ class SimulationConfig:
     user_column: str | None = None
     text_column: str | None = None
     label_column: str | None = None
+    time_column: str | None = None
     n_users: int = 50
     docs_per_user: int = 100
     difficulty: float = 1.0
@@ -118,6 +125,8 @@ class SimulationConfig:
     entropy_samples: int = 8
     n_bootstrap: int = 2000
     seed: int = 0
+    model: str = "compact"
+    preset: str = "fast"
 
     def __post_init__(self) -> None:
         if isinstance(self.persona_options, dict):
@@ -127,6 +136,10 @@ class SimulationConfig:
             raise InputError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
         if self.data_format not in DATA_FORMATS:
             raise InputError(f"data_format must be one of {[f for f in DATA_FORMATS if f]}, got {self.data_format!r}")
+        check_model_name(self.model)
+        check_preset(self.preset)
+        if self.time_column is not None and self.data_format not in (None, "csv", "jsonl"):
+            raise InputError(f"time_column applies to csv/jsonl data, not data_format={self.data_format!r}")
         bad = set(self.baselines) - {"static", "ondevice"}
         if bad:
             raise InputError(f"baselines may contain 'static' and 'ondevice', got {sorted(bad)}")
@@ -149,11 +162,20 @@ class SimulationConfig:
         if self.warmup_epochs < 0:
             raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
 
+    @classmethod
+    def from_preset(cls, preset: str = "fast", model: str = "compact", **settings) -> "SimulationConfig":
+        """The ``preset``'s settings for ``model`` (:mod:`idfree_core.presets`), overridden by ``settings``."""
+        check_model_name(model)
+        return cls(**{**preset_settings(preset, model), **settings, "preset": preset, "model": model})
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["persona_options"] = dict(self.persona_options)
         d["baselines"] = list(self.baselines)
         return d
+
+
+_DEFAULTS = {f.name: f.default for f in fields(SimulationConfig)}
 
 
 @dataclass(frozen=True, eq=False)
@@ -258,8 +280,9 @@ def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
             lap("ondevice")
         fleet, n_tok = main["fleet"], n_tokens_for(config, corpus)
         k = config.uploads_per_text
-        emb = torch.cat([main["uploads"].reshape(-1, n_tok * config.d_model),
-                         main["queries"].reshape(-1, n_tok * config.d_model)]).numpy()
+        width = model_width(main["model"])
+        emb = torch.cat([main["uploads"].reshape(-1, n_tok * width),
+                         main["queries"].reshape(-1, n_tok * width)]).numpy()
         user_names = np.asarray(users, dtype=object)
         rows_user = np.concatenate([user_names[np.repeat(train.codes, k)], user_names[test.codes]])
         texts = list(np.repeat(np.asarray(train.texts, dtype=object), k)) + list(test.texts)
@@ -273,6 +296,10 @@ def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
         torch.manual_seed(seed_for(config, "latency"))
         latency = latency_ms(main["model"], test, fleet.module_for(0))
         metrics = metrics_block(preds, corpus, config, latency, seed_for(config, "bootstrap"))
+        metrics["model"] = {**describe_model(config.model, main["model"]), "preset": config.preset,
+                            "preset_overrides": preset_overrides(config, _DEFAULTS)}
+        if corpus.details.get("label_mapping"):
+            metrics["data"]["label_mapping"] = dict(corpus.details["label_mapping"])
         traj = main["trajectories"]
         metrics["device"] = {"steps_total": int(traj["trajectory_"].shape[1] - 1), "rounds": config.rounds,
                              "max_distance_unconstrained": float(traj["trajectory_unconstrained_"].max()),

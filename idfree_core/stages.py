@@ -60,7 +60,8 @@ def clear_cache() -> None:
 
 # the configuration fields each cached stage depends on (a data file is keyed by its path)
 DATA_FIELDS = ("data", "data_format", "user_column", "text_column", "label_column", "n_users", "docs_per_user",
-               "difficulty", "persona_options", "max_len", "n_tokens", "device_val_fraction", "seed")
+               "difficulty", "persona_options", "max_len", "n_tokens", "device_val_fraction", "seed",
+               "time_column", "model")  # the model's own tokenizer encodes the texts
 MODEL_FIELDS = DATA_FIELDS + ("d_model", "n_layers", "n_heads", "central_lr", "central_epochs", "batch_size")
 
 
@@ -102,7 +103,7 @@ def _load_corpus(config):
         raise InputError("loading real data needs idfree_core.data.load_corpus, which is not available")
     return loader(config.data, format=config.data_format, user_column=config.user_column,
                   text_column=config.text_column, label_column=config.label_column,
-                  max_users=config.n_users, seed=config.seed)
+                  time_column=config.time_column, max_users=config.n_users, seed=config.seed)
 
 
 def prepare_data(config):
@@ -110,8 +111,12 @@ def prepare_data(config):
     def build():
         corpus = _load_corpus(config)
         index = corpus.user_index()
-        tok = corpus.tokenizer
-        max_len = corpus.suggested_max_len(cap=config.max_len - (config.n_tokens or 5))
+        tok = corpus.tokenizer if config.model == "compact" else _pretrained(config, corpus).tokenizer
+        cap = config.max_len - (config.n_tokens or 5)
+        if config.model == "compact":
+            max_len = corpus.suggested_max_len(cap=cap)
+        else:  # lengths in the model's own tokens
+            max_len = min(cap, tok.max_tokens(t for u in corpus.users for t, _ in corpus.train[u]) + 2)
 
         def encode(split):
             users, texts, labels = corpus.flat(split)
@@ -136,7 +141,21 @@ def prepare_data(config):
     return cached(("data",) + config_key(config, DATA_FIELDS), build)
 
 
-def _new_model(config, corpus) -> CompactTransformer:
+def _pretrained(config, corpus, random_state: int = 0):
+    """``model_zoo.load_model`` for a pretrained ``config.model`` (weights cached per process)."""
+    from idfree_core.model_zoo import load_model
+
+    return load_model(config.model, corpus.task, corpus.n_classes, random_state=random_state)
+
+
+def model_width(model) -> int:
+    """The user-embedding width: the model's input-embedding width."""
+    return int(model.d_model)
+
+
+def _new_model(config, corpus):
+    if config.model != "compact":  # a fresh copy of the pretrained backbone, a new seeded head
+        return _pretrained(config, corpus, seed_for(config, "head-init")).model
     return CompactTransformer(corpus.tokenizer.vocab_size, d_model=config.d_model, n_layers=config.n_layers,
                               n_heads=config.n_heads, max_len=config.max_len, task=corpus.task,
                               n_classes=corpus.n_classes)
@@ -180,8 +199,9 @@ def personalize(config, family: str, progress: bool = False) -> dict:
     n_tok, users = n_tokens_for(config, corpus), corpus.users
     model = central_model(config, progress)
     init = _family_init(config, family, corpus.task)
-    fleet = Fleet(family, len(users), n_tok, config.d_model, **init)
-    prior = Fleet(family, 1, n_tok, config.d_model, **init).stack
+    width = model_width(model)
+    fleet = Fleet(family, len(users), n_tok, width, **init)
+    prior = Fleet(family, 1, n_tok, width, **init).stack
     tag = f"{family}"
     torch.manual_seed(seed_for(config, f"warmup-{tag}"))
     if config.warmup_epochs:
@@ -200,7 +220,7 @@ def personalize(config, family: str, progress: bool = False) -> dict:
             trajectories.setdefault(name, []).append(path if r == 0 else path[:, 1:])
         torch.manual_seed(seed_for(config, f"upload-{tag}-{r}"))
         k = config.uploads_per_text
-        uploads = fleet.sample_rows(np.repeat(train.codes, k)).view(len(train.codes), k, n_tok, config.d_model)
+        uploads = fleet.sample_rows(np.repeat(train.codes, k)).view(len(train.codes), k, n_tok, width)
         ft = cloud.FineTuneConfig(lr=config.cloud_lr, weight_decay=config.cloud_weight_decay,
                                   epochs=config.cloud_epochs, batch_size=config.batch_size,
                                   clip_norm=config.cloud_clip, seed=seed_for(config, f"cloud-{tag}-{r}"))

@@ -10,7 +10,8 @@ Files (docs/file_formats.md):
 * ``uploads.parquet``: ``upload_id`` int64 unique, ``embedding`` list<float32> of fixed length
   (``n_tokens * token_dim``, tokens flattened), optional ``text`` string, ``label`` int64,
   ``session`` int64 (0 = training uploads, 1.. = later inference queries).  CSV with
-  ``emb_0..emb_{d-1}`` columns is accepted on read.
+  ``emb_0..emb_{d-1}`` columns is accepted on read; a CSV without ``upload_id`` has its rows
+  numbered ``0..n-1`` in file order.
 * ``oracle.parquet``: ``upload_id`` int64, ``user`` string.
 * ``user_distributions.json``: ``{"family": "beta"|"gaussian"|"static", "users": {user: params}}``
   with flattened per-dimension parameters: ``alpha``/``beta`` (Beta), ``mean``/``std`` (Gaussian)
@@ -398,10 +399,14 @@ def read_uploads_with_findings(path: str | Path) -> tuple[UploadPool, tuple[str,
     table = _read_table(path)
     if table.num_rows == 0:
         raise _fail(path, "no rows")
-    if "upload_id" not in table.column_names:
+    csv_file = Path(path).suffix.lower() == ".csv"
+    if "upload_id" not in table.column_names and not csv_file:
         raise _fail(path, "missing column 'upload_id'")
     findings = tuple(c for c in table.column_names if IDENTIFIER_PATTERN.match(c))
-    upload_id = _int_column(table, "upload_id", path)
+    if "upload_id" in table.column_names:
+        upload_id = _int_column(table, "upload_id", path)
+    else:  # CSVs as they come: rows numbered 0..n-1 in file order
+        upload_id = np.arange(table.num_rows, dtype=np.int64)
     embedding = _embedding_from_table(table, path)
     text = label = session = None
     if "text" in table.column_names:

@@ -129,6 +129,34 @@ def test_generic_csv_with_labels_and_dates():
     _check_split(c, raw)
 
 
+def test_string_labels_are_mapped_in_natural_order():
+    c = load_csv(FIX / "string_labels.csv", "reviewer", "review", "stars", "posted")
+    mapping = {"1 star": 0, "2 stars": 1, "3 stars": 2, "4 stars": 3, "5 stars": 4}
+    assert c.details["label_mapping"] == mapping and c.details["label_names"] == list(mapping)
+    assert c.n_classes == 5 and c.details["split"] == "chronological"
+    with open(FIX / "string_labels.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    raw = {}
+    for r in rows:
+        raw.setdefault(r["reviewer"], []).append((datetime.fromisoformat(r["posted"]), r["review"], mapping[r["stars"]]))
+    _check_split(c, raw)
+    # names sort by their numbers, not as text: "10 stars" after "9 stars"
+    from idfree_core.data.loaders import _natural_key
+    assert sorted(["10 stars", "9 stars", "1 star"], key=_natural_key) == ["1 star", "9 stars", "10 stars"]
+
+
+def test_pos_neg_jsonl_with_a_numeric_time_column():
+    c = load_jsonl(FIX / "pos_neg.jsonl", "user", "text", "sentiment", "ts")
+    assert c.details["label_mapping"] == {"neg": 0, "pos": 1}
+    raw = {}
+    for line in (FIX / "pos_neg.jsonl").read_text().splitlines():
+        r = json.loads(line)
+        raw.setdefault(r["user"], []).append((r["ts"], r["text"], {"neg": 0, "pos": 1}[r["sentiment"]]))
+    _check_split(c, raw)  # the latest document of each user is its test document
+    assert load_corpus(FIX / "pos_neg.jsonl", user_column="user", text_column="text", label_column="sentiment",
+                       time_column="ts").test == c.test
+
+
 def test_generic_jsonl_without_labels_is_next_token():
     c = load_jsonl(GJSONL, "author", "body", time_column="created")
     raw = {}
@@ -234,8 +262,14 @@ BAD_CASES = {
     "rating out of range": lambda d: (lambda: load_amazon(_write(d, "r6.jsonl", AMZ23.read_text().replace(
         '"rating": 4.0', '"rating": 6.0', 1))), "r6.jsonl", "rating"),
     "amazon missing user": lambda d: (lambda: load_amazon(GJSONL), "generic.jsonl", "user"),
-    "label not an integer": lambda d: (lambda: load_csv(_write(d, "lab.csv", "user,text,label\na,x,pos\n"), "user",
-                                                        "text", "label"), "lab.csv", "label"),
+    "labels mix numbers and names": lambda d: (lambda: load_csv(_write(d, "lab.csv", "user,text,label\na,x,pos\n"
+                                                                           "a,y,1\nb,z,neg\nb,w,pos\n"), "user",
+                                                                "text", "label"), "lab.csv", "mix numbers and names"),
+    "empty label name": lambda d: (lambda: load_csv(_write(d, "empty.csv", "user,text,label\na,x,pos\na,y, \n"
+                                                                       "b,z,neg\nb,w,pos\n"), "user", "text", "label"),
+                                   "empty.csv", "line 3: empty label"),
+    "time column on sentiment140": lambda d: (lambda: load_corpus(S140, time_column="date"), "sentiment140_sample.csv",
+                                              "time column applies to csv/jsonl"),
     "label negative": lambda d: (lambda: load_csv(_write(d, "neg.csv", "user,text,label\na,x,-1\n"), "user", "text",
                                                   "label"), "neg.csv", "label"),
     "label beyond n_classes": lambda d: (lambda: load_csv(GCSV, "user", "text", "label", n_classes=1),

@@ -1,8 +1,10 @@
 """Loaders for real data in its public formats, each returning a ``Corpus``.
 
 * ``load_csv(path, user_column, text_column, label_column=None, time_column=None, **options)`` and
-  ``load_jsonl(...)`` (same arguments): generic files.  Labels must be integers ``0..K-1``; no
-  label column means a next-token corpus.  Times are numbers (Unix seconds) or date strings.
+  ``load_jsonl(...)`` (same arguments): generic files.  Labels are integers ``0..K-1`` or names
+  (``pos``/``neg``, ``1 star``) numbered in natural sort order, the mapping kept in
+  ``details["label_mapping"]``; no label column means a next-token corpus.  ``time_column``
+  (numbers = Unix seconds, or date strings) gives the chronological split.
 * ``load_sentiment140(path)``: the Sentiment140 CSV (no header, latin-1; columns polarity, id,
   date such as ``Mon Apr 06 22:19:45 PDT 2009``, query, user, text); polarity 0 -> 0, 4 -> 1;
   neutral rows (2, test file only) are dropped and counted in ``details["dropped_neutral"]``.
@@ -28,6 +30,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterator
@@ -104,6 +107,43 @@ def _parse_label(value: Any, where: str) -> int:
     return int(f)
 
 
+def _natural_key(name: str) -> tuple:
+    """Sort key comparing digit runs as numbers: "2 stars" < "10 stars"."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", name) if part)
+
+
+def _classes_from_labels(raw: list[Any], wheres: list[str], source: Path) -> tuple[list[int], dict[str, int] | None]:
+    """Integer labels as they are; string labels (``pos``/``neg``, ``1 star``) mapped to classes.
+
+    Names are numbered in natural sort order (digit runs compared as numbers, then text), so
+    ``neg -> 0, pos -> 1`` and ``1 star -> 0 .. 5 stars -> 4``; the mapping is returned (and
+    recorded in ``details["label_mapping"]``).  Mixing numbers and names is an error.
+    """
+    def numeric(v: Any) -> bool:
+        if isinstance(v, bool):
+            return False
+        try:
+            float(v)
+            return True
+        except (TypeError, ValueError):
+            return False
+
+    kinds = [numeric(v) for v in raw]
+    if all(kinds):
+        return [_parse_label(v, w) for v, w in zip(raw, wheres)], None
+    if any(kinds):
+        i = kinds.index(True)
+        j = kinds.index(False)
+        raise InputError(f"{source}: labels mix numbers and names ({wheres[i].rsplit(': ', 1)[-1]}: {str(raw[i])[:20]!r}, "
+                         f"{wheres[j].rsplit(': ', 1)[-1]}: {str(raw[j])[:20]!r}); use one kind")
+    names = [str(v).strip() for v in raw]
+    for name, w in zip(names, wheres):
+        if not name:
+            raise InputError(f"{w}: empty label")
+    mapping = {name: k for k, name in enumerate(sorted(set(names), key=_natural_key))}
+    return [mapping[n] for n in names], mapping
+
+
 def _build(source: Path, name: str, users: list[str], texts: list[str], labels: list[int] | None,
            times: list[float] | None, *, n_classes: int | None = None, test_fraction: float = 0.2,
            seed: int = 0, max_users: int | None = None, min_docs_per_user: int = 2, max_vocab: int = 2000,
@@ -146,7 +186,7 @@ def _options(kw: dict[str, Any]) -> dict[str, Any]:
 
 def _columns_rows(p: Path, records: Iterator[tuple[str, dict[str, Any]]], user_column: str, text_column: str,
                   label_column: str | None, time_column: str | None):
-    users, texts, labels, times = [], [], [], []
+    users, texts, labels, times, wheres = [], [], [], [], []
     dropped = 0
     for where, rec in records:
         for col in (user_column, text_column, label_column, time_column):
@@ -159,10 +199,21 @@ def _columns_rows(p: Path, records: Iterator[tuple[str, dict[str, Any]]], user_c
         users.append(str(user))
         texts.append(str(text))
         if label_column is not None:
-            labels.append(_parse_label(rec[label_column], where))
+            labels.append(rec[label_column])
+            wheres.append(where)
         if time_column is not None:
             times.append(_parse_time(rec[time_column], where))
-    return users, texts, (labels if label_column else None), (times if time_column else None), dropped
+    mapping = None
+    if label_column is not None:
+        labels, mapping = _classes_from_labels(labels, wheres, p)
+    return users, texts, (labels if label_column else None), (times if time_column else None), dropped, mapping
+
+
+def _mapped(dropped: int, mapping: dict[str, int] | None) -> dict[str, Any]:
+    details: dict[str, Any] = {"dropped_empty": dropped}
+    if mapping is None:
+        return {"details": details}
+    return {"details": {**details, "label_mapping": mapping}, "label_names": list(mapping)}
 
 
 def _csv_records(p: Path, encoding: str, delimiter: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -203,9 +254,9 @@ def load_csv(path: str | Path, user_column: str, text_column: str, label_column:
     for col in (user_column, text_column, label_column, time_column):
         if col is not None and col not in header:
             raise InputError(f"{p}: missing column {col!r} (columns: {', '.join(header)})")
-    users, texts, labels, times, dropped = _columns_rows(p, _csv_records(p, encoding, delimiter), user_column,
+    users, texts, labels, times, dropped, mapping = _columns_rows(p, _csv_records(p, encoding, delimiter), user_column,
                                                          text_column, label_column, time_column)
-    return _build(p, "csv", users, texts, labels, times, details={"dropped_empty": dropped}, **_options(options))
+    return _build(p, "csv", users, texts, labels, times, **_mapped(dropped, mapping), **_options(options))
 
 
 def load_jsonl(path: str | Path, user_column: str, text_column: str, label_column: str | None = None,
@@ -214,9 +265,9 @@ def load_jsonl(path: str | Path, user_column: str, text_column: str, label_colum
     p = _check_file(path)
     if not user_column or not text_column:
         raise InputError(f"{p}: the user and text fields must be named (--user-column, --text-column)")
-    users, texts, labels, times, dropped = _columns_rows(p, _jsonl_records(p, encoding), user_column,
+    users, texts, labels, times, dropped, mapping = _columns_rows(p, _jsonl_records(p, encoding), user_column,
                                                          text_column, label_column, time_column)
-    return _build(p, "jsonl", users, texts, labels, times, details={"dropped_empty": dropped}, **_options(options))
+    return _build(p, "jsonl", users, texts, labels, times, **_mapped(dropped, mapping), **_options(options))
 
 
 def _sentiment140_time(value: str, where: str) -> float:
@@ -396,6 +447,8 @@ def load_corpus(path: str | Path, format: str | None = None, user_column: str | 
             format = "csv" if name.endswith((".csv", ".tsv")) else "jsonl"
         else:
             format = _sniff(p)
+    if time_column is not None and format not in ("csv", "jsonl"):
+        raise InputError(f"{p}: a time column applies to csv/jsonl files; {format} files carry their own times")
     if format in ("csv", "jsonl"):
         loader = load_csv if format == "csv" else load_jsonl
         return loader(p, user_column, text_column, label_column, time_column, **options)

@@ -59,10 +59,11 @@ def simulation_config(config: Mapping[str, Any]):
     elif spread is not None and family == "beta":
         kwargs["beta_concentration"] = beta_concentration(float(spread))
     for key, target in (("lr", "device_lr"), ("clip", "device_clip"), ("steps", "device_max_steps"),
-                        ("n_users", "n_users"), ("seed", "seed")):
+                        ("n_users", "n_users"), ("seed", "seed"), ("model", "model")):
         if config.get(key) is not None:
             kwargs[target] = config[key]
-    return SimulationConfig(**kwargs)
+    # the preset (fast by default) fills what the spec leaves unset, for the point's model
+    return SimulationConfig.from_preset(kwargs.pop("preset", "fast"), kwargs.pop("model", "compact"), **kwargs)
 
 
 def entropy_bins(correct: np.ndarray, entropy: np.ndarray, n_classes: int, n_bins: int = ENTROPY_BINS) -> list[dict]:
@@ -157,6 +158,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
         "device": metrics.get("device", {}),
         "pool": metrics.get("pool", {}),
         "data_description": (metrics.get("data") or {}).get("description"),
+        "model": metrics.get("model", {}),
         "n_users": n,
         "artifacts": {"embedding": sim.pool.embedding[rows].astype(np.float32), "user": codes[rows],
                       **_roc(report.results)},

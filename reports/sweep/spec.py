@@ -30,9 +30,11 @@ GRID_KEYS: dict[str, tuple[type, Any, str]] = {
     "steps": (int, lambda v: v >= 1, "a positive integer"),
     "n_users": (int, lambda v: v >= 2, "an integer >= 2"),
     "seed": (int, lambda v: v >= 0, "a non-negative integer"),
+    "model": (str, lambda v: v in ("compact", "minilm", "smollm2") or (v.startswith("hf:") and len(v) > 3),
+              "compact, minilm, smollm2 or hf:PATH"),
 }
 BETA_MAX_SPREAD = math.sqrt(10 / 49)  # std of the initial Beta(2c, 5c) marginal as c -> 0 (point.py)
-TOP_KEYS = ("name", "description", "base", "grid", "attacks")
+TOP_KEYS = ("name", "description", "base", "grid", "attacks", "model")
 ATTACKS = ("clustering", "linkage", "inversion")
 
 
@@ -78,6 +80,34 @@ def _check_scalar(where: str, key: str, value: Any) -> Any:
                      f"got {type(value).__name__}")
 
 
+def _with_model(data: Mapping[str, Any], source: str) -> Mapping[str, Any]:
+    if "model" not in data:
+        return data
+    grid = data.get("grid")
+    if isinstance(grid, Mapping) and "model" in grid:
+        raise InputError(f"{source}: model is given both at the top level and in [grid]; keep one")
+    rest = {k: v for k, v in data.items() if k != "model"}
+    return {**rest, "grid": {**(grid if isinstance(grid, Mapping) else {}), "model": data["model"]}}
+
+
+def _data_path_and_hash(path: str, root: str | Path | None, source: str) -> tuple[str, str]:
+    """``base.data`` made absolute (relative to the spec's folder) and the sha256 of its content."""
+    p = Path(path).expanduser()
+    if not p.is_absolute():
+        p = Path(root or Path.cwd()) / p
+    p = p.resolve()
+    if not p.exists():
+        raise InputError(f"{source}: base.data {path!r}: no such file ({p})")
+    digest = hashlib.sha256()
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    for f in files:
+        digest.update(str(f.relative_to(p) if p.is_dir() else f.name).encode() + b"\0")
+        with open(f, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+    return str(p), digest.hexdigest()
+
+
 @dataclass(frozen=True)
 class SweepSpec:
     """A validated sweep: fixed ``base`` settings, a ``grid`` of lists, and the attacks to run."""
@@ -87,12 +117,19 @@ class SweepSpec:
     attacks: tuple[str, ...] = ATTACKS
     name: str = "sweep"
     description: str = ""
+    data_sha256: str | None = None  # content hash of base.data when it is a file or folder
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> "SweepSpec":
-        """Validate a parsed spec; every problem is one :class:`InputError` line naming ``source``."""
+    def from_dict(cls, data: Mapping[str, Any], source: str = "spec", root: str | Path | None = None) -> "SweepSpec":
+        """Validate a parsed spec; every problem is one :class:`InputError` line naming ``source``.
+
+        ``model = "..."`` at the top level is ``[grid] model = ["..."]``.  A relative ``base.data``
+        path resolves against ``root`` (the spec file's folder; default the working directory) and
+        the data's content hash enters :attr:`spec_hash`.
+        """
         if not isinstance(data, Mapping):
             raise InputError(f"{source}: a sweep spec must be a table")
+        data = _with_model(data, source)
         unknown = sorted(set(data) - set(TOP_KEYS))
         if unknown:
             raise InputError(f"{source}: unknown key(s) {unknown}; allowed: {list(TOP_KEYS)}")
@@ -126,6 +163,9 @@ class SweepSpec:
         if clash:
             raise InputError(f"{source}: {clash} appear in [base]; put swept keys in [grid] only")
         base = {str(k): _check_scalar(source, k, v) for k, v in sorted(base_in.items())}
+        data_hash = None
+        if isinstance(base.get("data"), str) and base["data"] != "persona":
+            base["data"], data_hash = _data_path_and_hash(base["data"], root, source)
         attacks = data.get("attacks", list(ATTACKS))
         if not isinstance(attacks, list) or not attacks or any(a not in ATTACKS for a in attacks):
             raise InputError(f"{source}: attacks must be a non-empty list drawn from {list(ATTACKS)}")
@@ -133,7 +173,7 @@ class SweepSpec:
             if key in data and not isinstance(data[key], str):
                 raise InputError(f"{source}: {key} must be a string")
         return cls(grid=grid, base=base, attacks=tuple(dict.fromkeys(attacks)),
-                   name=data.get("name", "sweep"), description=data.get("description", ""))
+                   name=data.get("name", "sweep"), description=data.get("description", ""), data_sha256=data_hash)
 
     @classmethod
     def from_toml(cls, path: str | Path) -> "SweepSpec":
@@ -145,7 +185,7 @@ class SweepSpec:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"{p}: not valid TOML ({' '.join(str(exc).split())})") from None
-        return cls.from_dict(data, source=str(p))
+        return cls.from_dict(data, source=str(p), root=p.resolve().parent)
 
     @classmethod
     def from_toml_string(cls, text: str, source: str = "spec") -> "SweepSpec":
@@ -156,8 +196,11 @@ class SweepSpec:
         return cls.from_dict(data, source=source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "description": self.description, "base": dict(self.base),
-                "grid": self._grid_json(), "attacks": list(self.attacks)}
+        out = {"name": self.name, "description": self.description, "base": dict(self.base),
+               "grid": self._grid_json(), "attacks": list(self.attacks)}
+        if self.data_sha256 is not None:
+            out["data_sha256"] = self.data_sha256
+        return out
 
     def _grid_json(self) -> dict[str, Any]:
         return {k: ({f: list(s) for f, s in v.items()} if isinstance(v, dict) else list(v))
@@ -168,6 +211,8 @@ class SweepSpec:
         """sha256 of the canonical JSON of what determines the results (not name/description)."""
         core = {"base": dict(self.base), "grid": self._grid_json(),
                 "attacks": list(self.attacks)}
+        if self.data_sha256 is not None:
+            core["data_sha256"] = self.data_sha256
         return hashlib.sha256(canonical_json(core).encode()).hexdigest()
 
     def points(self) -> list[dict[str, Any]]:
