@@ -211,7 +211,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
     if optimizer == "sgd":
         step = np.full(steps, clip)
         pair_l2 = 2 * lr * float(np.sum(decay * step))
-        center_cap = lr * np.sum(decay[:, None, None] * (wd * np.abs(u0)[None] + clip), axis=0) if steps else np.zeros_like(u0)
+        center_cap = lr * float(decay.sum()) * (wd * np.abs(u0) + clip)   # sum_t decay_t (wd |u0| + C)
         if clipping == "global":
             pair_cap = np.full_like(u0, pair_l2)
             center_l2 = lr * float(np.sum(decay * (wd * np.linalg.norm(u0) + clip)))
@@ -224,8 +224,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
         pair_cap = np.full_like(u0, 2 * lr * float(np.sum(decay * c)))
         pair_l2 = float(np.linalg.norm(pair_cap))
         wd_eff = wd if optimizer == "adamw" else 0.0
-        center_cap = lr * np.sum(decay[:, None, None] * (wd_eff * np.abs(u0)[None] + c[:, None, None]), axis=0) \
-            if steps else np.zeros_like(u0)
+        center_cap = lr * (wd_eff * float(decay.sum()) * np.abs(u0) + float(np.sum(decay * c)))
         center_l2 = float(np.linalg.norm(center_cap))
     center_cap = np.minimum(center_cap, center_l2)
     # Step 2: map the unconstrained box to constrained parameters.
