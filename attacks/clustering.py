@@ -34,6 +34,7 @@ import numpy as np
 
 from attacks.base import AttackResult, check_random_state
 from attacks.features import build_features, gaussianize
+from attacks.knn import predict_chunked
 from attacks.scoring import bayes_attribution_ceiling, score_partition
 from idfree_core.errors import InputError
 
@@ -211,7 +212,7 @@ class ClusteringAttack:
         elif method == "gmm":
             self.model_ = fit_mixture(x, k, self.n_init, rng, select_covariance=self.method == "auto",
                                       large_n=self.large_n)
-            labels = self.model_.predict(x)
+            labels = predict_chunked(self.model_, x)  # (n, K) log-densities in blocks
         elif method == "agglomerative":
             labels = self._agglomerative(x, k, rng)
         else:

@@ -3,20 +3,23 @@
 Queries are the rows with ``session >= 1`` and references the rows with ``session == 0``.  A pool
 without later sessions is split at random (seeded) into two halves: references and queries.
 
-* :class:`NearestNeighbourLinkage`: exact k nearest references of every query, from blocked
-  float32 matrix products ``||q||^2 - 2 q.r + ||r||^2`` (cosine: the same on unit vectors) and a
-  per-block top-k (``torch.topk``), so memory stays ``O(block * n_refs)``; on large pools the same
-  exact search with triangle-inequality cell pruning (:func:`attacks.neighbors.knn_pruned`), which
-  falls back to the blocked products where pruning does not pay.  Pair score: minus the distance
-  (cosine similarity).
+* :class:`NearestNeighbourLinkage`: exact k nearest references of every query by brute force
+  (:func:`attacks.knn.knn_brute`: faiss ``IndexFlatL2``, or blocked float32 products
+  ``||q||^2 - 2 q.r + ||r||^2`` and a per-block ``torch.topk`` without faiss; cosine: the same on
+  unit vectors), memory ``O(block * n_refs)``; on large pools the same exact search with
+  triangle-inequality cell pruning (:func:`attacks.neighbors.knn_pruned`), which falls back to
+  brute force where pruning does not pay.  Pair score: minus the distance (cosine similarity).
 * :class:`LikelihoodRatioLinkage`: a Gaussian mixture is fitted without labels to all uploads
   (k-means-initialised EM; covariance type and, when unknown, the number of components chosen by
   BIC; :func:`attacks.clustering.fit_mixture`), giving responsibilities ``g_x(c) = P(c | x)``.
   For a pair drawn at random, ``P(same component | q, r) = sum_c g_q(c) g_r(c)``; with components
   standing for users this is the posterior probability that the pair is same-user, a monotone
   function of the pair likelihood ratio ``p(q, r | same) / p(q, r | different)`` (so ranking by it
-  is the Neyman-Pearson test).  Pair score: its log.  Top-k: blocked products ``G_q G_r^T`` with
-  exact ties (e.g. references assigned with certainty to one component) broken uniformly at random.
+  is the Neyman-Pearson test).  Pair score: its log, computed as ``logsumexp`` of float32
+  log-responsibilities (no underflow).  Top-k: blockwise float32 products ``G_q G_r^T`` and
+  ``torch.topk`` (:func:`attacks.knn.topk_inner`), exact ties (e.g. references assigned with
+  certainty to one component) broken uniformly at random; cost ``O(n_q n_r K)``, memory
+  ``O(block * n_r)`` plus the ``(n, K)`` float32 responsibilities.
 
 Scoring (:func:`attacks.scoring.score_linkage`) needs the oracle; :meth:`links` works without it.
 """
@@ -24,10 +27,11 @@ Scoring (:func:`attacks.scoring.score_linkage`) needs the oracle; :meth:`links` 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from attacks.base import AttackResult, check_random_state
 from attacks.features import build_features, gaussianize
+from attacks.knn import knn_blocked, knn_brute, topk_inner
+from attacks.neighbors import knn_pruned
 from idfree_core.errors import InputError
 
 
@@ -50,42 +54,12 @@ def split_queries(pool, rng) -> tuple[np.ndarray, np.ndarray, str]:
     return np.sort(perm[:half]), np.sort(perm[half:]), "random_half"
 
 
-def knn_blocked(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "euclidean",
-                block_size: int | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Exact ``k`` nearest references per query: ``(indices (m, k), distances (m, k))``, nearest first.
-
-    Squared distances come from ``||q||^2 - 2 q.r + ||r||^2`` in float32 blocks of ``block_size``
-    queries; cosine distance is ``1 - cos``.  Memory ``O(block_size * n_refs)``; by default the
-    block holds about 2^26 distances (256 MiB of float32): skinny blocks make the GEMM inefficient.
-    """
-    if metric not in ("euclidean", "cosine"):
-        raise InputError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    q = torch.from_numpy(np.ascontiguousarray(queries, dtype=np.float32))
-    r = torch.from_numpy(np.ascontiguousarray(refs, dtype=np.float32))
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        r = torch.nn.functional.normalize(r, dim=1)
-    k = int(min(k, r.shape[0]))
-    block_size = int(block_size) if block_size else int(np.clip(2**26 // max(r.shape[0], 1), 64, 4096))
-    r2 = (r * r).sum(dim=1)
-    rt = r.T.contiguous()
-    idx = np.empty((q.shape[0], k), dtype=np.int64)
-    dist = np.empty((q.shape[0], k), dtype=np.float32)
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(int(threads))
-    try:
-        with torch.no_grad():
-            for s in range(0, q.shape[0], block_size):
-                qb = q[s:s + block_size]
-                d2 = torch.addmm(r2.unsqueeze(0), qb, rt, beta=1.0, alpha=-2.0)  # ||r||^2 - 2 q.r
-                vals, ind = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-                vals = vals + (qb * qb).sum(dim=1, keepdim=True)
-                idx[s:s + qb.shape[0]] = ind.numpy()
-                dist[s:s + qb.shape[0]] = (vals.clamp_min(0.0) / 2.0).numpy() if metric == "cosine" else vals.clamp_min(0.0).sqrt().numpy()
-    finally:
-        torch.set_num_threads(old)
-    return idx, dist
+def _log_responsibilities(model, x: np.ndarray, block: int = 16384) -> np.ndarray:
+    """``log P(c | x)`` in float32 (no underflow, unlike float32 probabilities), in blocks of rows."""
+    out = np.empty((x.shape[0], model.n_components), dtype=np.float32)
+    for s in range(0, x.shape[0], block):
+        out[s:s + block] = model._estimate_log_prob_resp(x[s:s + block])[1]
+    return out
 
 
 class _Linkage:
@@ -158,8 +132,6 @@ class NearestNeighbourLinkage(_Linkage):
     def fit(self, pool) -> "NearestNeighbourLinkage":
         """Exact k nearest references per query; ``algorithm``: ``brute``, ``pruned`` or ``auto``
         (pruned from ``PRUNE_MIN`` references on; both give the same neighbours up to exact ties)."""
-        from attacks.neighbors import knn_pruned
-
         if self.algorithm not in ("auto", "brute", "pruned"):
             raise InputError(f"algorithm must be 'auto', 'brute' or 'pruned', got {self.algorithm!r}")
         rng, xr, xq = self._prepare(pool)
@@ -171,8 +143,11 @@ class NearestNeighbourLinkage(_Linkage):
             self.topk_, self.topk_distance_, self.search_ = knn_pruned(
                 self._xq, self._xr, self.k, self.metric, threads=threads, random_state=_seed(rng), return_stats=True)
         else:
-            self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric, self.block_size,
-                                                          threads)
+            if self.block_size:
+                self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric,
+                                                              self.block_size, threads)
+            else:
+                self.topk_, self.topk_distance_ = knn_brute(self._xq, self._xr, self.k, self.metric, threads=threads)
             self.search_ = {"algorithm": "brute"}
         return self
 
@@ -217,28 +192,47 @@ class LikelihoodRatioLinkage(_Linkage):
         k = int(self.n_clusters) if self.n_clusters is not None else select_n_clusters(x, random_state=rng)[0]
         self.model_ = fit_mixture(x, k, self.n_init, rng)
         self.n_clusters_ = k
-        self.reference_resp_ = self.model_.predict_proba(xr)
-        self.query_resp_ = self.model_.predict_proba(xq)
+        self.reference_log_resp_ = _log_responsibilities(self.model_, xr)
+        self.query_log_resp_ = _log_responsibilities(self.model_, xq)
         self.topk_ = self._topk(rng)
         return self
 
+    @property
+    def reference_resp_(self) -> np.ndarray:
+        """``P(c | r)`` of the references, float32 ``(n_references, n_clusters)``."""
+        return np.exp(self.reference_log_resp_)
+
+    @property
+    def query_resp_(self) -> np.ndarray:
+        """``P(c | q)`` of the queries, float32 ``(n_queries, n_clusters)``."""
+        return np.exp(self.query_log_resp_)
+
     def _topk(self, rng) -> np.ndarray:
-        """Top-k references by co-assignment probability, exact ties broken at random."""
-        gr = self.reference_resp_
-        n_ref = gr.shape[0]
-        k = int(min(self.k, n_ref))
-        block = int(np.clip(2**22 // max(n_ref, 1), 16, 4096))
-        out = np.empty((self.query_resp_.shape[0], k), dtype=np.int64)
-        for s in range(0, out.shape[0], block):
-            sim = self.query_resp_[s:s + block] @ gr.T
-            key = np.lexsort((rng.random(sim.shape), -np.round(sim, 12)), axis=1)  # primary: similarity
-            out[s:s + block] = key[:, :k]
+        """Top-k references by co-assignment probability, exact ties broken at random: blockwise
+        float32 products (:func:`attacks.knn.topk_inner`); queries whose k-th product underflows to
+        0 in float32 are ranked again on the log scale (``logsumexp``), in float64."""
+        gq, gr = self.query_resp_, self.reference_resp_
+        top = topk_inner(gq, gr, self.k, rng)
+        tiny = np.flatnonzero(np.einsum("ij,ij->i", gq, gr[top[:, -1]]) <= 1e-30)
+        for i in tiny:  # rare: queries far from every component
+            s = self._log_pair(np.full(gr.shape[0], i), np.arange(gr.shape[0]))
+            key = np.lexsort((rng.random(s.size), -s))
+            top[i] = key[:top.shape[1]]
+        return top
+
+    def _log_pair(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
+        from scipy.special import logsumexp
+
+        out = np.empty(qi.size)
+        for s in range(0, qi.size, 8192):
+            a = self.query_log_resp_[qi[s:s + 8192]].astype(np.float64)
+            out[s:s + 8192] = logsumexp(a + self.reference_log_resp_[ri[s:s + 8192]], axis=1)
         return out
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
-        """``log sum_c P(c | q) P(c | r)`` for query ``qi`` and reference ``ri`` (floored at 1e-300)."""
-        p = np.einsum("ij,ij->i", self.query_resp_[qi], self.reference_resp_[ri])
-        return np.log(np.maximum(p, 1e-300))
+        """``log sum_c P(c | q) P(c | r)`` for query ``qi`` and reference ``ri`` (log scale, floored at
+        ``log 1e-300``)."""
+        return np.maximum(self._log_pair(np.asarray(qi), np.asarray(ri)), np.log(1e-300))
 
     def summary(self) -> dict:
         return {**super().summary(), "n_clusters": int(self.n_clusters_)}
