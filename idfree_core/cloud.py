@@ -27,6 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from idfree_core.errors import InputError
+from idfree_core.optim import clipped_step
 
 # The authors' settings for pretrained language models (docs: /work/shared/README.md).
 REFERENCE_CENTRAL = {"lr": 5e-5, "weight_decay": 0.05, "epochs": 10, "batch_size": 8, "clip_norm": 5.0}
@@ -122,7 +123,8 @@ def train_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
     n = _check_data(input_ids, attention_mask, labels, embeddings)
     for p in model.parameters():
         p.requires_grad_(True)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    params = list(model.parameters())
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     gen = torch.Generator().manual_seed(int(config.seed))
     history = []
     model.train()
@@ -135,10 +137,7 @@ def train_model(model: nn.Module, input_ids: torch.Tensor, attention_mask: torch
             mask = None if attention_mask is None else attention_mask[idx]
             lab = None if labels is None else labels[idx]
             loss = model.loss(input_ids[idx], mask, lab, _embeddings_for(embeddings, idx, epoch))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.clip_norm)
-            opt.step()
+            clipped_step(opt, params, loss, config.clip_norm)
             total += float(loss.detach()) * len(idx)
             count += len(idx)
         history.append(total / count)

@@ -10,6 +10,8 @@ embedding tokens; every upload and every query carries a *fresh* reparameterized
   Figurnov et al. 2018; Jankowiak and Obermeyer 2018, as built into ``torch.distributions.Beta``);
   log-density by the change of variables
   ``log q(e) = log Beta(x) - sum log|scale|`` (``TransformedDistribution``).
+* :class:`KumaraswamyUserDistribution`: the same with ``x_ij ~ Kumaraswamy(a_ij, b_ij)`` (closed-form
+  quantile, so exact pathwise gradients; Jones 2009).
 * :class:`GaussianUserDistribution`: ``e = mean + std * eps``, ``eps ~ N(0, I)``; ``std``
   trainable or a fixed buffer.
 * :class:`StaticUserEmbedding`: the ID-equivalent baseline, a point mass (Dirac delta) at one
@@ -21,6 +23,8 @@ Parameters are held *unconstrained* (``phi``) and mapped to their support by a
 for positive parameters, the identity for real ones; :meth:`UserDistribution.bijection` names it.
 By default every user starts from the same ``phi_0`` (the misattribution bounds of
 ``privacy_audit`` rely on a common initialization); ``jitter``/``seed`` break that on purpose.
+Each class names its record in the family registry (:mod:`idfree_core.families`), which supplies
+the parameter constraints and the elementwise torch distribution.
 """
 
 from __future__ import annotations
@@ -31,54 +35,16 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 from torch import nn
-from torch.distributions import (AffineTransform, Beta, Distribution, ExpTransform, Independent, Normal,
-                                 SoftplusTransform, TransformedDistribution, constraints, transform_to)
+from torch.distributions import Distribution, ExpTransform, Independent, SoftplusTransform, constraints, transform_to
 from torch.distributions.transforms import Transform
 
 from idfree_core.errors import InputError
+from idfree_core.families import FamilySpec, PointMass, get_family_spec
 
 __all__ = [
-    "BetaUserDistribution", "GaussianUserDistribution", "StaticUserEmbedding", "PointMass",
-    "UserDistribution", "make_user_distribution", "to_user_distributions", "FAMILIES",
+    "BetaUserDistribution", "KumaraswamyUserDistribution", "GaussianUserDistribution", "StaticUserEmbedding",
+    "PointMass", "UserDistribution", "make_user_distribution", "to_user_distributions",
 ]
-
-
-class PointMass(Distribution):
-    """Dirac delta at ``value`` with ``event_dim`` event dimensions (cf. ``pyro.distributions.Delta``).
-
-    ``rsample`` returns ``value`` broadcast (its gradient w.r.t. ``value`` is the identity);
-    ``log_prob`` is ``0`` at the atom and ``-inf`` elsewhere (density w.r.t. counting measure).
-    """
-
-    arg_constraints = {"value": constraints.real}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, value: torch.Tensor, event_dim: int = 2, validate_args=None):
-        self.value = value
-        batch_shape = value.shape[: value.dim() - event_dim]
-        event_shape = value.shape[value.dim() - event_dim:]
-        self._event_dim = event_dim
-        super().__init__(batch_shape, event_shape, validate_args=validate_args)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        return self.value
-
-    @property
-    def variance(self) -> torch.Tensor:
-        return torch.zeros_like(self.value)
-
-    def rsample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        shape = self._extended_shape(torch.Size(sample_shape))
-        return self.value.expand(shape)
-
-    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        equal = (value == self.value).flatten(value.dim() - self._event_dim).all(-1)
-        return torch.where(equal, 0.0, -math.inf).to(self.value.dtype)
-
-    def entropy(self) -> torch.Tensor:
-        return torch.zeros(self.batch_shape, dtype=self.value.dtype)
 
 
 def _check_dims(n_tokens, dim) -> tuple[int, int]:
@@ -122,13 +88,26 @@ def _link(link: str) -> Transform:
 class UserDistribution(nn.Module):
     """Common interface of a per-user embedding distribution over ``(n_tokens, dim)``.
 
-    Subclasses define ``family``, ``arg_constraints`` (constrained parameter name -> constraint),
-    :meth:`constrained` (name -> constrained tensor) and :meth:`distribution`.
+    Subclasses set ``family`` (a name in :mod:`idfree_core.families`, whose record supplies
+    ``arg_constraints`` and the torch distribution) and define :meth:`constrained` (name ->
+    constrained tensor); :meth:`distribution` is the record's, made ``Independent`` over the event.
     """
 
     family: str = ""
     arg_constraints: dict[str, constraints.Constraint] = {}
     has_rsample = True
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.family:
+            try:
+                cls.arg_constraints = dict(get_family_spec(cls.family).constraints)
+            except InputError:  # a module defined before its record is registered
+                pass
+
+    @property
+    def spec(self) -> FamilySpec:
+        return get_family_spec(self.family)
 
     def __init__(self, n_tokens: int, dim: int, link: str = "softplus"):
         super().__init__()
@@ -149,8 +128,9 @@ class UserDistribution(nn.Module):
     def constrained(self) -> dict[str, torch.Tensor]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def distribution(self) -> Distribution:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def distribution(self) -> Distribution:
+        """``Independent`` over ``(n_tokens, dim)`` of the family's elementwise distribution."""
+        return Independent(self.spec.torch_distribution(self.constrained()), 2, validate_args=False)
 
     def rsample(self, sample_shape: Sequence[int] | torch.Size = ()) -> torch.Tensor:
         """Reparameterized embedding sample(s), shape ``(*sample_shape, n_tokens, dim)``."""
@@ -200,52 +180,46 @@ class UserDistribution(nn.Module):
                     for k, v in self.constrained().items()}
 
     def export_transform(self) -> tuple[np.ndarray, np.ndarray] | None:
-        """Shared affine map ``(loc, scale)`` flattened, or ``None`` (only Beta may have one)."""
+        """Shared affine map ``(loc, scale)`` flattened, or ``None`` (only the unit-interval families may have one)."""
         return None
 
     def extra_repr(self) -> str:
         return f"n_tokens={self.n_tokens}, dim={self.dim}"
 
 
-class BetaUserDistribution(UserDistribution):
-    """``e = loc + scale * x`` with ``x_ij ~ Beta(alpha_ij, beta_ij)`` independent per element.
+class UnitIntervalUserDistribution(UserDistribution):
+    """``e = loc + scale * x`` with ``x_ij`` from a two-parameter law on ``(0, 1)`` (Beta, Kumaraswamy).
 
-    ``alpha = link(raw_alpha)``, ``beta = link(raw_beta)`` (softplus by default, or exp).
-    Defaults ``alpha=2, beta=5`` are the reference classification setting (generation: 5, 6).
+    Both parameters are positive, held as ``raw_<name>`` with ``name = link(raw_name)``.
     ``loc``/``scale`` (scalar or broadcastable to ``(n_tokens, dim)``) form a fixed affine map from
     ``(0, 1)`` to embedding space, shared by all users; ``None`` means the identity.
-    ``jitter > 0`` perturbs ``raw_alpha``/``raw_beta`` by ``jitter * N(0, 1)`` drawn from ``seed``.
+    ``jitter > 0`` perturbs the raw parameters by ``jitter * N(0, 1)`` drawn from ``seed``.
     """
 
-    family = "beta"
-    arg_constraints = {"alpha": constraints.positive, "beta": constraints.positive}
-
-    def __init__(self, n_tokens: int, dim: int, init_alpha=2.0, init_beta=5.0, loc=None, scale=None,
-                 jitter: float = 0.0, seed: int = 0, link: str = "softplus"):
+    def __init__(self, n_tokens: int, dim: int, init: dict, loc=None, scale=None, jitter: float = 0.0,
+                 seed: int = 0, link: str = "softplus"):
         super().__init__(n_tokens, dim, link)
         shape = (self.n_tokens, self.dim)
-        raw = {k: self._positive.inv(_param(v, f"init_{k}", shape, constraints.positive))
-               for k, v in (("alpha", init_alpha), ("beta", init_beta))}
+        self._names = tuple(self.arg_constraints)
+        raw = {k: self._positive.inv(_param(init[k], f"init_{k}", shape, constraints.positive)) for k in self._names}
         _add_jitter(raw, jitter, seed)
-        self.raw_alpha = nn.Parameter(raw["alpha"])
-        self.raw_beta = nn.Parameter(raw["beta"])
+        for k in self._names:
+            self.register_parameter(f"raw_{k}", nn.Parameter(raw[k]))
         self.has_transform = loc is not None or scale is not None
         self.register_buffer("loc", _param(0.0 if loc is None else loc, "loc", shape))
         self.register_buffer("scale", _param(1.0 if scale is None else scale, "scale", shape, nonzero=True))
 
     def constrained(self) -> dict[str, torch.Tensor]:
-        return {"alpha": self._positive(self.raw_alpha), "beta": self._positive(self.raw_beta)}
+        return {k: self._positive(getattr(self, f"raw_{k}")) for k in self._names}
 
     def base_distribution(self) -> Distribution:
-        """The unmapped ``Independent(Beta(alpha, beta), 2)`` on ``(0, 1)^(n_tokens x dim)``."""
-        c = self.constrained()
-        return Independent(Beta(c["alpha"], c["beta"], validate_args=False), 2)
+        """The unmapped law, ``Independent`` over ``(0, 1)^(n_tokens x dim)``."""
+        return Independent(self.spec.torch_distribution(self.constrained()), 2, validate_args=False)
 
     def distribution(self) -> Distribution:
-        c = self.constrained()
-        base = Beta(c["alpha"], c["beta"], validate_args=False)
-        if self.has_transform:
-            base = TransformedDistribution(base, [AffineTransform(self.loc, self.scale)], validate_args=False)
+        if not self.has_transform:
+            return self.base_distribution()
+        base = self.spec.torch_distribution(self.constrained(), self.loc, self.scale)
         return Independent(base, 2, validate_args=False)
 
     def _support_mask(self, x: torch.Tensor) -> torch.Tensor:
@@ -265,6 +239,31 @@ class BetaUserDistribution(UserDistribution):
         return super().extra_repr() + (", affine" if self.has_transform else "")
 
 
+class BetaUserDistribution(UnitIntervalUserDistribution):
+    """``e = loc + scale * x`` with ``x_ij ~ Beta(alpha_ij, beta_ij)`` independent per element.
+
+    Pathwise gradients through the Gamma sampler by implicit reparameterization (Figurnov et al.
+    2018).  Defaults ``alpha=2, beta=5`` are the reference classification setting (generation: 5, 6).
+    """
+
+    family = "beta"
+
+    def __init__(self, n_tokens: int, dim: int, init_alpha=2.0, init_beta=5.0, loc=None, scale=None,
+                 jitter: float = 0.0, seed: int = 0, link: str = "softplus"):
+        super().__init__(n_tokens, dim, {"alpha": init_alpha, "beta": init_beta}, loc, scale, jitter, seed, link)
+
+
+class KumaraswamyUserDistribution(UnitIntervalUserDistribution):
+    """``e = loc + scale * x`` with ``x_ij ~ Kumaraswamy(a_ij, b_ij)``: a Beta-like law whose
+    quantile is a closed form, ``x = (1 - (1 - u)^(1/b))^(1/a)`` (exact pathwise gradients)."""
+
+    family = "kumaraswamy"
+
+    def __init__(self, n_tokens: int, dim: int, init_a=2.0, init_b=5.0, loc=None, scale=None,
+                 jitter: float = 0.0, seed: int = 0, link: str = "softplus"):
+        super().__init__(n_tokens, dim, {"a": init_a, "b": init_b}, loc, scale, jitter, seed, link)
+
+
 class GaussianUserDistribution(UserDistribution):
     """``e = mean + std * eps``, ``eps ~ N(0, I)`` (``Independent(Normal(mean, std), 2)``).
 
@@ -274,7 +273,6 @@ class GaussianUserDistribution(UserDistribution):
     """
 
     family = "gaussian"
-    arg_constraints = {"mean": constraints.real, "std": constraints.positive}
 
     def __init__(self, n_tokens: int, dim: int, init_mean=0.1, init_std=0.2, train_std: bool = False,
                  jitter: float = 0.0, seed: int = 0, link: str = "softplus"):
@@ -293,10 +291,6 @@ class GaussianUserDistribution(UserDistribution):
     def constrained(self) -> dict[str, torch.Tensor]:
         return {"mean": self.mean, "std": self._positive(self.raw_std)}
 
-    def distribution(self) -> Distribution:
-        c = self.constrained()
-        return Independent(Normal(c["mean"], c["std"], validate_args=False), 2, validate_args=False)
-
     def extra_repr(self) -> str:
         return super().extra_repr() + f", train_std={self.train_std}"
 
@@ -305,11 +299,10 @@ class StaticUserEmbedding(UserDistribution):
     """One trainable vector per user (the ID-equivalent baseline): a point mass at ``value``."""
 
     family = "static"
-    arg_constraints = {"value": constraints.real}
 
-    def __init__(self, n_tokens: int, dim: int, init=0.1, jitter: float = 0.0, seed: int = 0):
+    def __init__(self, n_tokens: int, dim: int, init=0.1, jitter: float = 0.0, seed: int = 0, init_value=None):
         super().__init__(n_tokens, dim)
-        raw = {"value": _param(init, "init", (self.n_tokens, self.dim))}
+        raw = {"value": _param(init if init_value is None else init_value, "init", (self.n_tokens, self.dim))}
         _add_jitter(raw, jitter, seed)
         self.value = nn.Parameter(raw["value"])
 
@@ -334,22 +327,12 @@ def _add_jitter(raw: dict[str, torch.Tensor], jitter: float, seed: int, names=No
         raw[k] = raw[k] + jitter * torch.randn(raw[k].shape, generator=gen)
 
 
-FAMILIES: Mapping[str, type[UserDistribution]] = {
-    "beta": BetaUserDistribution, "gaussian": GaussianUserDistribution, "static": StaticUserEmbedding,
-}
-
-
 def make_user_distribution(family: str, n_tokens: int, dim: int, **init) -> UserDistribution:
-    """Build a user distribution of ``family`` in ``{"beta", "gaussian", "static"}``.
+    """Build a user distribution of a registered ``family`` (:func:`idfree_core.families.get_family_spec`).
 
     ``init`` goes to the class (e.g. ``init_alpha``, ``init_std``, ``train_std``, ``loc``, ``jitter``).
     """
-    if family not in FAMILIES:
-        raise InputError(f"family must be one of {sorted(FAMILIES)}, got {family!r}")
-    try:
-        return FAMILIES[family](n_tokens, dim, **init)
-    except TypeError as exc:
-        raise InputError(f"bad options for family {family!r}: {exc}") from None
+    return get_family_spec(family).make_module(n_tokens, dim, **init)
 
 
 def to_user_distributions(users: Sequence[str], modules: Sequence[UserDistribution]):

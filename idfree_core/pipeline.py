@@ -40,8 +40,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from idfree_core.atomic import write_text_atomic
+from idfree_core.atomic import PRIVATE, atomic_files, write_text_atomic
 from idfree_core.errors import InputError
+from idfree_core.families import FAMILY_SPECS, get_family_spec
+from idfree_core.fleet import DeviceConfig
 from idfree_core.jsonable import to_jsonable
 from idfree_core.model_zoo import check_model_name, describe_model
 from idfree_core.presets import check_preset, preset_overrides, preset_settings
@@ -52,9 +54,16 @@ from idfree_core.uploads import (Oracle, UploadPool, UserDistributions, anonymiz
                                  write_user_distributions)
 
 __all__ = ["SimulationConfig", "SimulationResult", "simulate", "clear_cache", "prepare_data", "central_model",
-           "Encoded"]
-FAMILIES = ("beta", "gaussian", "static")
+           "Encoded", "check_out_dir"]
 DATA_FORMATS = (None, "csv", "jsonl", "sentiment140", "amazon", "leaf")
+
+
+# integer fields and their supported maxima (past them the run would not finish or not fit in memory)
+INT_LIMITS = {"n_users": 100_000, "docs_per_user": 100_000, "n_tokens": 64, "d_model": 4096, "n_layers": 64,
+              "n_heads": 64, "max_len": 8192, "central_epochs": 10_000, "warmup_epochs": 10_000,
+              "batch_size": 1_000_000, "device_epochs": 10_000, "device_max_steps": 10_000_000,
+              "device_batch": 1_000_000, "cloud_epochs": 10_000, "uploads_per_text": 1000, "rounds": 1000,
+              "ondevice_epochs": 10_000, "entropy_samples": 10_000, "n_bootstrap": 1_000_000, "seed": 2**63 - 1}
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,14 @@ class SimulationConfig:
     kept), ``docs_per_user``/``difficulty``/``persona_options`` (persona only).
     Family: ``family``; ``std`` (Gaussian std, fixed for classification as in the reference);
     ``beta_concentration`` ``c`` (Beta init ``alpha, beta = 2c, 5c``, generation ``5c, 6c``: larger
-    ``c`` = narrower); ``n_tokens`` (default 1 for classification, 5 for generation).
+    ``c`` = narrower); ``spread`` (the standard deviation of the common initial marginal, for the
+    families whose record reads it, e.g. Kumaraswamy; ``None``: the family default; see
+    :mod:`idfree_core.families`); ``n_tokens`` (default 1 for classification, 5 for generation).
     Model: ``d_model``, ``n_layers``, ``n_heads``, ``max_len`` (positions incl. user tokens).
     Central: ``central_lr``, ``central_epochs``, ``batch_size``; ``warmup_epochs`` with samples
     of the common prior.  Devices: ``device_lr``, ``device_weight_decay``, ``device_clip``,
-    ``device_epochs``, ``device_max_steps`` (per round), ``device_batch``, ``device_val_fraction``.
+    ``device_epochs``, ``device_max_steps`` (per round), ``device_batch`` (the flat names of the nested
+    :class:`idfree_core.fleet.DeviceConfig`, :meth:`device_config`), ``device_val_fraction``.
     Cloud: ``cloud_lr``, ``cloud_weight_decay``, ``cloud_epochs`` (per round), ``cloud_clip``,
     ``uploads_per_text`` (fresh samples uploaded per training text), ``rounds``.
     Baselines: ``baselines`` (``"static"``, ``"ondevice"``), ``ondevice_lr``, ``ondevice_epochs``.
@@ -97,6 +109,7 @@ class SimulationConfig:
     family: str = "beta"
     std: float = 0.2
     beta_concentration: float = 1.0
+    spread: float | None = None
     n_tokens: int | None = None
     d_model: int = 64
     n_layers: int = 2
@@ -106,12 +119,12 @@ class SimulationConfig:
     central_epochs: int = 6
     warmup_epochs: int = 1
     batch_size: int = 32
-    device_lr: float = 3e-2
-    device_weight_decay: float = 0.0
-    device_clip: float = 5.0
-    device_epochs: int = 10
-    device_max_steps: int | None = None
-    device_batch: int = 8
+    device_lr: float = DeviceConfig.lr
+    device_weight_decay: float = DeviceConfig.weight_decay
+    device_clip: float = DeviceConfig.clip_norm
+    device_epochs: int = DeviceConfig.epochs
+    device_max_steps: int | None = DeviceConfig.max_steps
+    device_batch: int = DeviceConfig.batch_size
     device_val_fraction: float = 0.2
     cloud_lr: float = 1e-3
     cloud_weight_decay: float = 0.05
@@ -132,8 +145,8 @@ class SimulationConfig:
         if isinstance(self.persona_options, dict):
             object.__setattr__(self, "persona_options", tuple(sorted(self.persona_options.items())))
         object.__setattr__(self, "baselines", tuple(self.baselines))
-        if self.family not in FAMILIES:
-            raise InputError(f"family must be one of {list(FAMILIES)}, got {self.family!r}")
+        if self.family not in FAMILY_SPECS:
+            raise InputError(f"family must be one of {list(FAMILY_SPECS)}, got {self.family!r}")
         if self.data_format not in DATA_FORMATS:
             raise InputError(f"data_format must be one of {[f for f in DATA_FORMATS if f]}, got {self.data_format!r}")
         check_model_name(self.model)
@@ -151,6 +164,21 @@ class SimulationConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
                 raise InputError(f"{name} must be a positive number, got {v!r}")
+        for name, top in INT_LIMITS.items():
+            v = getattr(self, name)
+            if v is None and name in ("n_tokens", "device_max_steps"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+                raise InputError(f"{name} must be an integer, got {v!r}")
+            if not 0 <= v <= top:
+                raise InputError(f"{name} must be in [0, {top}] (the supported range), got {v!r}")
+        spread = self.spread
+        if spread is not None and (isinstance(spread, bool) or not isinstance(spread, (int, float))
+                                   or not math.isfinite(spread) or spread <= 0):
+            raise InputError(f"spread must be a positive number or None, got {spread!r}")
+        spec = get_family_spec(self.family)
+        if spread is not None and spec.spread_field == "spread":
+            spec.setting_from_spread(spread)  # range check with the family's limit
         for name in ("n_tokens", "device_max_steps"):
             v = getattr(self, name)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
@@ -161,6 +189,13 @@ class SimulationConfig:
             raise InputError(f"device_val_fraction must be in (0, 1), got {self.device_val_fraction}")
         if self.warmup_epochs < 0:
             raise InputError(f"warmup_epochs must be >= 0, got {self.warmup_epochs}")
+
+    def device_config(self, seed: int | None = None) -> DeviceConfig:
+        """The nested on-device trainer config (:class:`idfree_core.fleet.DeviceConfig`) these
+        flat ``device_*`` fields spell out (``seed`` defaults to the run's seed)."""
+        return DeviceConfig(lr=self.device_lr, weight_decay=self.device_weight_decay, clip_norm=self.device_clip,
+                            epochs=self.device_epochs, max_steps=self.device_max_steps, batch_size=self.device_batch,
+                            seed=self.seed if seed is None else seed)
 
     @classmethod
     def from_preset(cls, preset: str = "fast", model: str = "compact", **settings) -> "SimulationConfig":
@@ -200,18 +235,39 @@ class SimulationResult:
         return self.metrics
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write uploads.parquet, oracle.parquet, user_distributions.json, metrics.json (atomically)."""
-        out = Path(out_dir)
-        if out.exists() and not out.is_dir():
-            raise InputError(f"--out {out}: exists and is not a folder")
+        """Write uploads.parquet, oracle.parquet, user_distributions.json, metrics.json, all or nothing.
+
+        Every file is staged beside its target first and the four are then swapped in together; if
+        anything fails, the folder keeps the previous run unchanged.  Ground truth is owner-only (0600).
+        """
+        out = check_out_dir(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {k: out / f for k, f in (("uploads", "uploads.parquet"), ("oracle", "oracle.parquet"),
-                                         ("distributions", "user_distributions.json"), ("metrics", "metrics.json"))}
-        write_uploads(self.pool, paths["uploads"])
-        write_oracle(self.oracle, paths["oracle"])
-        write_user_distributions(self.distributions, paths["distributions"])
-        write_text_atomic(paths["metrics"], json.dumps(to_jsonable(self.metrics), indent=2, allow_nan=False))
+        paths = {k: out / f for k, f in RUN_FILES.items()}
+        try:
+            with atomic_files(paths, modes={"oracle": PRIVATE, "distributions": PRIVATE}) as tmp:
+                write_uploads(self.pool, tmp["uploads"])
+                write_oracle(self.oracle, tmp["oracle"])
+                write_user_distributions(self.distributions, tmp["distributions"])
+                write_text_atomic(tmp["metrics"], json.dumps(to_jsonable(self.metrics), indent=2, allow_nan=False))
+        except OSError as exc:
+            raise InputError(f"--out {out}: cannot write the run ({exc.strerror or type(exc).__name__}: "
+                             f"{exc.filename or out}); the folder is unchanged") from None
         return paths
+
+
+RUN_FILES = {"uploads": "uploads.parquet", "oracle": "oracle.parquet",
+             "distributions": "user_distributions.json", "metrics": "metrics.json"}
+
+
+def check_out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` as a Path, refused (one line) if it is a file or holds a folder named like a run file."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    for name in RUN_FILES.values():
+        if (out / name).is_dir():
+            raise InputError(f"--out {out}: {name} there is a folder; cannot replace it with a file")
+    return out
 
 
 def _versions() -> dict:
@@ -262,7 +318,7 @@ def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
         central = central_model(config, progress)
         preds: dict[str, Predictions] = {"central": evaluate(central, test, None, users)}
         lap("central")
-        if config.family == "static":
+        if get_family_spec(config.family).is_point_mass:
             main = static_baseline(config, progress)
         else:
             main = personalize(config, config.family, progress)

@@ -26,7 +26,8 @@ import torch
 from idfree_core import cloud
 from idfree_core.errors import InputError
 from idfree_core.evaluation import evaluate
-from idfree_core.fleet import Fleet, FleetConfig
+from idfree_core.families import get_family_spec
+from idfree_core.fleet import Fleet
 from idfree_core.models import CompactTransformer
 
 TRAJECTORIES = ("trajectory_unconstrained_", "trajectory_unconstrained_inf_", "trajectory_")
@@ -183,14 +184,12 @@ def central_model(config, progress: bool = False) -> CompactTransformer:
     return model.eval()
 
 
-def _family_init(config, family: str, task: str) -> dict:
-    if family == "beta":
-        c = config.beta_concentration
-        return {"init_alpha": 2.0 * c, "init_beta": 5.0 * c} if task == "classify" else \
-            {"init_alpha": 5.0 * c, "init_beta": 6.0 * c}
-    if family == "gaussian":
-        return {"init_mean": 0.1, "init_std": config.std, "train_std": task == "next_token"}
-    return {"init": 0.1}
+def family_init(config, family: str, task: str) -> dict:
+    """Module keyword arguments of the common initial distribution (the family record's
+    ``initial_params`` at the configuration's spread setting, e.g. Beta ``(2c, 5c)``)."""
+    spec = get_family_spec(family)
+    setting = getattr(config, spec.spread_field) if spec.spread_field else None
+    return spec.module_init(spec.initial_params(setting, task), task)
 
 
 def personalize(config, family: str, progress: bool = False) -> dict:
@@ -198,7 +197,7 @@ def personalize(config, family: str, progress: bool = False) -> dict:
     corpus, train, dev_train, dev_val, test = prepare_data(config)
     n_tok, users = n_tokens_for(config, corpus), corpus.users
     model = central_model(config, progress)
-    init = _family_init(config, family, corpus.task)
+    init = family_init(config, family, corpus.task)
     width = model_width(model)
     fleet = Fleet(family, len(users), n_tok, width, **init)
     prior = Fleet(family, 1, n_tok, width, **init).stack
@@ -211,9 +210,7 @@ def personalize(config, family: str, progress: bool = False) -> dict:
                             prior_sampler=lambda n: prior.rsample((n,)).detach(), progress=progress)
     trajectories, uploads = {}, None
     for r in range(config.rounds):
-        fcfg = FleetConfig(lr=config.device_lr, weight_decay=config.device_weight_decay, clip_norm=config.device_clip,
-                           epochs=config.device_epochs, max_steps=config.device_max_steps,
-                           batch_size=config.device_batch, seed=seed_for(config, f"device-{tag}-{r}"))
+        fcfg = config.device_config(seed=seed_for(config, f"device-{tag}-{r}"))
         fleet.fit(model, dev_train.as_tuple(), dev_val.as_tuple(), fcfg, progress=progress)
         for name in TRAJECTORIES:
             path = getattr(fleet, name)
@@ -234,6 +231,6 @@ def personalize(config, family: str, progress: bool = False) -> dict:
 
 def static_baseline(config, progress: bool):
     cls = type(config)
-    base = replace(config, family="static", std=cls.std, beta_concentration=cls.beta_concentration)
+    base = replace(config, family="static", std=cls.std, beta_concentration=cls.beta_concentration, spread=cls.spread)
     fields = tuple(f for f in cls.__dataclass_fields__ if f not in ("baselines",))
     return cached(("static",) + config_key(base, fields), lambda: personalize(base, "static", progress))

@@ -27,12 +27,15 @@ total variation exactly by quadrature in 1-D, by Monte Carlo
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Mapping
 
 import numpy as np
 import torch
-from scipy import integrate, special, stats
+from scipy import special
+
+from idfree_core.seeding import torch_generator
+from privacy_audit.quadrature import integrate_mixture_1d
+from privacy_audit.sampling import SUFFICIENT_SAMPLERS, as_tensors
 
 FAMILY_PARAMS = {"beta": ("alpha", "beta"), "gaussian": ("mean", "std"), "static": ("value",)}
 KINDS = ("kl", "tv", "tv_lower", "tv_upper", "hellinger", "js")
@@ -128,37 +131,11 @@ class LinearLogDensity:
         return torch.addmm(self.c, self.features(x), self.W)
 
 
-def _support(family: str, params: dict[str, np.ndarray]) -> tuple[float, float, np.ndarray]:
-    """A finite integration range for 1-D densities and breakpoints where features sit."""
-    if family == "beta":
-        a, b = params["alpha"][:, 0], params["beta"][:, 0]
-        pts = np.concatenate([a / (a + b), stats.beta.ppf([[0.01], [0.99]], a, b).ravel()])
-        return 0.0, 1.0, pts
-    m, s = params["mean"][:, 0], params["std"][:, 0]
-    lo, hi = float(np.min(m - 12 * s)), float(np.max(m + 12 * s))
-    return lo, hi, np.concatenate([m, m - 2 * s, m + 2 * s])
-
-
 def quad_1d(func, family: str, params: dict[str, np.ndarray]) -> tuple[float, float]:
-    """``(integral, error estimate)`` of ``func`` over the 1-D support, via QUADPACK with breakpoints.
-
-    Gaussian tails beyond 12 standard deviations (mass <= 2 Phi(-12) per user) are added to the error.
-    """
-    lo, hi, pts = _support(family, params)
-    pts = np.unique(np.round(pts[(pts > lo) & (pts < hi)], 12))
-    if pts.size > 400:
-        pts = np.quantile(pts, np.linspace(0, 1, 400))
-    limit = max(200, 4 * pts.size + 50)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", integrate.IntegrationWarning)
-        value, err = integrate.quad(func, lo, hi, points=pts if pts.size else None, limit=limit,
-                                    epsabs=1e-11, epsrel=1e-10)
-        if caught:  # QUADPACK flagged its own estimate: cross-check with a second rule and widen
-            again = integrate.quad(func, lo, hi, limit=4 * limit, epsabs=1e-10, epsrel=1e-9)[0]
-            err = max(err, abs(again - value), 1e-9)
-    if family == "gaussian":
-        err += 2 * stats.norm.sf(12.0)
-    return float(value), float(err)
+    """``(integral, error bound)`` of a vectorised ``func`` (at most the users' mean density) over
+    the 1-D support (:func:`privacy_audit.quadrature.integrate_mixture_1d`: cut points at every
+    user's quantiles, adaptive Gauss-Legendre, tail mass added to the error)."""
+    return integrate_mixture_1d(func, family, params)
 
 
 def _chunks(n: int, per_row: int, budget: int = 1 << 23):
@@ -215,11 +192,14 @@ def _pairwise_1d(family, p, kind) -> np.ndarray:
             logd = LinearLogDensity(family, sub)
 
             def integrand(x, logd=logd):
-                li, lj = logd(torch.tensor([[x]], dtype=torch.float64))[0].tolist()
-                if kind == "tv":
-                    return 0.5 * abs(math.exp(li) - math.exp(lj))
+                lf = logd(torch.as_tensor(x, dtype=torch.float64)[:, None]).numpy()
+                li, lj = lf[:, 0], lf[:, 1]
+                if kind == "tv":   # |f_i - f_j| has a kink where the sign changes
+                    return 0.5 * np.abs(np.exp(li) - np.exp(lj)), li > lj
                 mix = np.logaddexp(li, lj) - math.log(2)
-                return 0.5 * (math.exp(li) * (li - mix) + math.exp(lj) * (lj - mix)) if max(li, lj) > -700 else 0.0
+                with np.errstate(invalid="ignore"):
+                    val = np.exp(li) * (li - mix) + np.exp(lj) * (lj - mix)
+                return 0.5 * np.where(np.isfinite(val), val, 0.0)
 
             out[i, j] = out[j, i] = quad_1d(integrand, family, sub)[0]
     return np.clip(out, 0.0, 1.0 if kind == "tv" else math.log(2))
@@ -229,29 +209,19 @@ def _pairwise_mc(family, p, kind, n_samples, random_state) -> np.ndarray:
     n = next(iter(p.values())).shape[0]
     logd = LinearLogDensity(family, p)
     acc = np.zeros((n, n))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_seed(random_state))
-        for i in range(n):
-            x = torch_distribution(family, p, slice(i, i + 1)).sample((n_samples,))[:, 0, :]
-            L = logd(x)
-            diff = L - L[:, i : i + 1]
-            if kind == "tv":
-                acc[i] = torch.clamp(1 - torch.exp(diff), min=0).mean(0).numpy()
-            else:
-                acc[i] = (math.log(2) - torch.logaddexp(torch.zeros(()), diff)).mean(0).numpy()
+    gen = torch_generator(random_state)
+    tp = as_tensors(p)
+    for i in range(n):
+        idx = torch.full((n_samples,), i, dtype=torch.long)
+        L = torch.addmm(logd.c, SUFFICIENT_SAMPLERS[family](tp, logd.center, idx, 1, gen), logd.W)
+        diff = L - L[:, i : i + 1]
+        if kind == "tv":
+            acc[i] = torch.clamp(1 - torch.exp(diff), min=0).mean(0).numpy()
+        else:
+            acc[i] = (math.log(2) - torch.logaddexp(torch.zeros(()), diff)).mean(0).numpy()
     out = 0.5 * (acc + acc.T)  # both directions estimate the same symmetric quantity
     np.fill_diagonal(out, 0.0)
     return np.clip(out, 0.0, 1.0 if kind == "tv" else math.log(2))
-
-
-def _seed(random_state) -> int:
-    if isinstance(random_state, np.random.Generator):
-        return int(random_state.integers(2**63 - 1))
-    if random_state is None:
-        return 0
-    if isinstance(random_state, (int, np.integer)) and not isinstance(random_state, bool):
-        return int(random_state)
-    raise ValueError(f"random_state: expected an int or numpy Generator, got {type(random_state).__name__}")
 
 
 def divergence_matrix(family: str, params, kind: str = "kl", *, n_samples: int = 20000,

@@ -230,10 +230,13 @@ _REAL = sp.Interval(-sp.oo, sp.oo)
 _UNIT = sp.Interval.open(0, 1)
 
 
+MAX_BINOMIAL_N = 100  # the finite-support certificate is an exact (n+1) x (n+2) nullspace
+
+
 def binomial_family(n: int = 5) -> Family:
     """Binomial(n, p) with fixed n: pmfs on {0..n}, a space of dimension n + 1."""
-    if int(n) != n or n < 1:
-        raise ValueError(f"binomial: n must be a positive integer, got {n}")
+    if isinstance(n, bool) or int(n) != n or not 1 <= n <= MAX_BINOMIAL_N:
+        raise ValueError(f"binomial: n must be an integer between 1 and {MAX_BINOMIAL_N}, got {n}")
     n = int(n)
     return _make(
         "binomial" if n == 5 else f"binomial(n={n})",
@@ -294,10 +297,12 @@ BUILTIN: dict[str, Family] = {
 
 def get_family(name: str) -> Family:
     """A built-in family by name (case-insensitive); ``binomial(n=10)`` picks another fixed n."""
-    key = str(name).strip().lower().replace(" ", "")
+    key = str(name).strip().lower().replace(" ", "")[:100]
     if key in BUILTIN:
         return BUILTIN[key]
     if key.startswith("binomial(n=") and key.endswith(")") and key[11:-1].isdigit():
+        if len(key[11:-1]) > 4:  # checked on the digits, before any conversion
+            raise ValueError(f"binomial: n must be an integer between 1 and {MAX_BINOMIAL_N}")
         return binomial_family(int(key[11:-1]))
     raise ValueError(f"unknown family {name!r}; valid: {', '.join(sorted(BUILTIN))}, binomial(n=N)")
 

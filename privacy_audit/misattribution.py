@@ -29,10 +29,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-from scipy import stats
-
-from privacy_audit.divergences import (LinearLogDensity, _seed, check_params, divergence_matrix,
-                                       quad_1d)
+from idfree_core.seeding import seed_int
+from privacy_audit.divergences import (LinearLogDensity, _chunks, check_params,
+                                       divergence_matrix, quad_1d, torch_distribution)
+from privacy_audit.sampling import (SUFFICIENT_SAMPLERS, as_tensors, mean_interval,
+                                     required_samples, user_indices)
 from privacy_audit.proximity import (ProximityBound, proximity_bound,
                                      proximity_bound_from_trajectories)
 
@@ -48,7 +49,10 @@ class MisattributionEstimate:
 
     ``error`` is the integration-error estimate (exact) or the CI half-width (Monte Carlo);
     ``per_user[n] = P(MAP attributor is wrong | upload from user n)`` (Monte Carlo only; NaN for
-    users with prior 0); ``converged`` is False when ``max_samples`` ran out before the target.
+    users with prior 0); ``converged`` is False when ``max_samples`` ran out before the target;
+    ``interval`` names the rule behind ``ci`` (``quadrature``, ``student_t``,
+    ``empirical_bernstein``, ``exact``); ``uploads_per_user`` is the number ``m`` of uploads the
+    attributor sees, known to share one user.
     """
 
     value: float
@@ -59,6 +63,8 @@ class MisattributionEstimate:
     error: float
     converged: bool = True
     per_user: tuple[float, ...] | None = None
+    interval: str = "quadrature"
+    uploads_per_user: int = 1
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -96,109 +102,108 @@ def _static_error(values: np.ndarray, pi: np.ndarray) -> float:
 
 
 def _exact_1d(family, p, pi) -> tuple[float, float]:
-    logd = LinearLogDensity(family, p)
+    """``int sum_n pi_n f_n - max_n pi_n f_n`` with the integrator of :mod:`privacy_audit.quadrature`."""
+    dist = torch_distribution(family, p)   # log_prob in (x - m) / s form: no cancellation for spikes
     logpi = torch.as_tensor(np.log(pi))
 
-    def integrand(x: float) -> float:
-        lf = logd(torch.tensor([[x]], dtype=torch.float64))[0] + logpi
-        m = float(lf.max())
-        if not math.isfinite(m):
-            return 0.0
-        return math.exp(m) * max(0.0, float(torch.exp(lf - m).sum()) - 1.0)
+    def integrand(x: np.ndarray):
+        out, labels = np.zeros(x.shape), np.zeros(x.shape, dtype=np.int64)
+        for sl in _chunks(x.size, pi.size):
+            lf = dist.log_prob(torch.as_tensor(x[sl], dtype=torch.float64)[:, None, None])[..., 0] + logpi
+            m, arg = lf.max(dim=1, keepdim=True)
+            m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+            # sum of the non-maximal terms directly: "sum - 1" would lose terms below 1e-16.
+            rest = torch.exp(lf - m).scatter_(1, arg, 0.0).sum(1)
+            out[sl] = (torch.exp(m[:, 0]) * rest).numpy()
+            labels[sl] = arg[:, 0].numpy()
+        return out, labels
 
-    return quad_1d(integrand, family, p)
-
-
-def _sampler(family, p, pi, logd):
-    """``draw(n)``: sufficient statistics ``T(x)`` of ``n`` draws from the mixture (torch.distributions)."""
-    users = torch.distributions.Categorical(probs=torch.as_tensor(pi))
-    if family == "beta":
-        # torch's Beta is the first coordinate of a Dirichlet; keeping both gives log x and log(1 - x).
-        conc = torch.stack([torch.as_tensor(p["alpha"]), torch.as_tensor(p["beta"])], dim=-1)
-        tiny = torch.finfo(torch.float64).tiny
-
-        def draw(n: int) -> torch.Tensor:
-            s = torch.distributions.Dirichlet(conc[users.sample((n,))], validate_args=False).sample()
-            return torch.log(s.clamp_min(tiny)).transpose(1, 2).reshape(n, -1)
-    else:
-        mean, std = torch.as_tensor(p["mean"]), torch.as_tensor(p["std"])
-
-        def draw(n: int) -> torch.Tensor:
-            idx = users.sample((n,))
-            return logd.features(torch.distributions.Normal(mean[idx], std[idx], validate_args=False).sample())
-    return draw
+    value, err = quad_1d(integrand, family, p)
+    return value, err + 1e-10 * abs(value)   # floating-point evaluation of the densities
 
 
 def _monte_carlo(family, p, pi, *, confidence, target, max_samples, min_samples, batch_size, seed,
-                 progress):
+                 progress, uploads=1):
     """Adaptive Monte Carlo; sampling of block k+1 (one worker thread) overlaps the GEMM of block k."""
     from concurrent.futures import ThreadPoolExecutor
 
     n_users, dim = next(iter(p.values())).shape
     logd = LinearLogDensity(family, p)
     logpi = torch.as_tensor(np.log(pi))
-    block = batch_size or int(min(8192, max(256, (1 << 22) // max(n_users, 2 * dim))))
-    z2 = stats.norm.ppf(0.5 + confidence / 2) ** 2
-    total = s1 = s2 = 0.0
+    c = uploads * logd.c
+    tp, tpi = as_tensors(p), torch.as_tensor(pi)
+    sampler = SUFFICIENT_SAMPLERS[family]
+    block = batch_size or int(min(8192, max(256, (1 << 22) // max(n_users, 2 * dim * uploads))))
+    bound = 1.0 - 1.0 / n_users   # 1 - max_n post_n(x) lies in [0, 1 - 1/N]
+    total, sums = 0, np.zeros(3)
     per_user = torch.zeros(n_users, dtype=torch.float64)
-    halfwidth, converged = math.inf, False
+    halfwidth, converged, rule = math.inf, False, "none"
+    gen = torch.Generator().manual_seed(seed)
 
-    def plan(done: float) -> int:
+    def plan(done: int) -> int:
         """Size of the next block from the statistics so far (deterministic, so reproducible)."""
         want = block
         if total >= min_samples and total > 1:
-            var = max(0.0, (s2 - s1 * s1 / total) / (total - 1))
-            want = int(min(block, max(256, 1.1 * z2 * var / target**2 - done)))
+            var = max(0.0, (sums[1] - sums[0] ** 2 / total) / (total - 1))
+            factor = 1.0 if rule == "student_t" else 2.0
+            want = int(min(block, max(256, 1.1 * factor * required_samples(var, target, confidence) - done)))
         return int(min(want, max_samples - done))
+
+    def draw(n: int) -> torch.Tensor:
+        return sampler(tp, logd.center, user_indices(tpi, n, gen), uploads, gen)
 
     bar = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(total=max_samples, unit="sample", desc="misattribution")
-    with torch.random.fork_rng(devices=[]), ThreadPoolExecutor(max_workers=1) as pool:
-        torch.manual_seed(seed)
-        draw = _sampler(family, p, pi, logd)
-        pending = pool.submit(draw, plan(0.0))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(draw, plan(0))
         while pending is not None:
             feats = pending.result()
             n_b = feats.shape[0]
             nxt = plan(total + n_b)
             pending = pool.submit(draw, nxt) if nxt > 0 else None
-            lf = torch.addmm(logd.c, feats, logd.W) + logpi
-            post = torch.exp(lf - torch.logsumexp(lf, dim=1, keepdim=True))
+            lf = torch.addmm(c, feats, logd.W) + logpi
+            post = torch.softmax(lf, dim=1)
             top, arg = post.max(dim=1)
             g = 1.0 - top
-            s1 += float(g.sum())
-            s2 += float((g * g).sum())
+            g2 = g * g
+            sums += (float(g.sum()), float(g2.sum()), float((g2 * g).sum()))
             post.scatter_(1, arg[:, None], 0.0)
             per_user += post.sum(0)
             total += n_b
             if bar is not None:
                 bar.update(n_b)
             if total >= max(min_samples, 2):
-                var = max(0.0, (s2 - s1 * s1 / total) / (total - 1))
-                halfwidth = stats.t.ppf(0.5 + confidence / 2, total - 1) * math.sqrt(var / total)
+                _, halfwidth, rule = mean_interval(total, *sums, confidence, bound)
                 if halfwidth <= target:
                     converged = True
                     break
         if pending is not None:
-            pending.result()  # finish the speculative block inside fork_rng; it is discarded
+            pending.result()  # the speculative block is discarded
     if bar is not None:
         bar.close()
-    return s1 / total, halfwidth, int(total), converged, (per_user / (total * torch.as_tensor(pi))).numpy()
+    mean, halfwidth, rule = mean_interval(total, *sums, confidence, bound)
+    return mean, halfwidth, total, converged, (per_user / (total * tpi)).numpy(), rule
 
 
 def bayes_misattribution(family: str, params, priors=None, method: str = "auto", *,
                          confidence: float = 0.95, target_halfwidth: float = 0.005,
                          max_samples: int = 2_000_000, min_samples: int = 2048,
                          batch_size: int | None = None, random_state=0,
-                         progress: bool = False) -> MisattributionEstimate:
+                         progress: bool = False, uploads_per_user: int = 1) -> MisattributionEstimate:
     """Error probability of the MAP attributor over ``N`` users (see the module docstring).
 
     ``family`` in ``{"beta", "gaussian", "static"}``; ``params`` maps ``alpha``/``beta``,
     ``mean``/``std`` or ``value`` to ``(N, D)`` arrays (independent coordinates); ``priors`` (N,)
     non-negative weights, normalised (uniform if None).  ``method="auto"`` integrates exactly when
     ``D == 1`` (and for point masses) and uses Monte Carlo otherwise.
+
+    ``uploads_per_user = m``: the attributor sees ``m`` i.i.d. uploads known to come from one user
+    and uses their joint likelihood (summed sufficient statistics, :mod:`privacy_audit.sampling`).
+    Gaussian users sharing one std per coordinate reduce exactly to one upload with std
+    ``s / sqrt(m)`` (``xbar`` is sufficient, the spread around it has the same law for everyone);
+    otherwise Monte Carlo.  Point masses do not depend on ``m``.
     """
     family, p = check_params(family, params)
     n_users, dim = next(iter(p.values())).shape
@@ -214,32 +219,41 @@ def bayes_misattribution(family: str, params, priors=None, method: str = "auto",
     min_samples = _positive_int(min_samples, "min_samples")
     if batch_size is not None:
         batch_size = _positive_int(batch_size, "batch_size")
-    seed = _seed(random_state)
+    uploads = _positive_int(uploads_per_user, "uploads_per_user")
+    seed = seed_int(random_state)
     ceiling = 1.0 - float(pi.max())
 
     if family == "static":
         if method == "monte_carlo":
             raise ValueError("method: point masses (static family) are always integrated exactly")
         v = _static_error(p["value"], pi)
-        return MisattributionEstimate(v, (v, v), "exact", 0, float(confidence), 0.0)
+        return MisattributionEstimate(v, (v, v), "exact", 0, float(confidence), 0.0, interval="exact",
+                                      uploads_per_user=uploads)
     if method == "exact" and dim > 1:
         raise ValueError(f"method: exact integration is implemented for D=1, got D={dim}; use monte_carlo")
     keep = pi > 0
     pk = {k: v[keep] for k, v in p.items()}
     if int(keep.sum()) == 1:
-        return MisattributionEstimate(0.0, (0.0, 0.0), "exact", 0, float(confidence), 0.0)
-    if method == "exact" or (method == "auto" and dim == 1):
+        return MisattributionEstimate(0.0, (0.0, 0.0), "exact", 0, float(confidence), 0.0, interval="exact",
+                                      uploads_per_user=uploads)
+    if uploads > 1 and family == "gaussian" and np.all(pk["std"] == pk["std"][:1]):
+        pk, mc_uploads = {"mean": pk["mean"], "std": pk["std"] / math.sqrt(uploads)}, 1
+    else:
+        mc_uploads = uploads
+    if method == "exact" and mc_uploads > 1:
+        raise ValueError("method: exact integration of several uploads needs Gaussian users sharing one std")
+    if method == "exact" or (method == "auto" and dim == 1 and mc_uploads == 1):
         v, err = _exact_1d(family, pk, pi[keep])
         v = float(min(max(v, 0.0), ceiling))
         return MisattributionEstimate(v, (max(0.0, v - err), min(ceiling, v + err)), "exact", 0,
-                                      float(confidence), float(err))
-    mean, hw, n, converged, pu = _monte_carlo(
+                                      float(confidence), float(err), uploads_per_user=uploads)
+    mean, hw, n, converged, pu, rule = _monte_carlo(
         family, pk, pi[keep], confidence=float(confidence), target=float(target_halfwidth),
         max_samples=max_samples, min_samples=min_samples, batch_size=batch_size, seed=seed,
-        progress=progress)
+        progress=progress, uploads=mc_uploads)
     per_user = np.full(n_users, np.nan)
     per_user[keep] = pu
     mean = min(max(mean, 0.0), ceiling)
     return MisattributionEstimate(
         float(mean), (float(max(0.0, mean - hw)), float(min(ceiling, mean + hw))), "monte_carlo",
-        n, float(confidence), float(hw), converged, tuple(float(v) for v in per_user))
+        n, float(confidence), float(hw), converged, tuple(float(v) for v in per_user), rule, uploads)

@@ -28,7 +28,9 @@ Derivation (full text with every assumption in ``docs/proximity_bound.md``):
    ``int max_n f_n <= int f_ref + sum_n int (f_n - f_ref)_+ = 1 + sum_n TV(f_n, f_ref)``; taking
    ``f_ref = f_1`` (``N - 1`` pairwise terms) or the initial distribution (``N`` terms of half the
    radius): ``misattribution >= 1 - min((1 + (N-1) TV_pair), (1 + N TV_init)) / N``, in
-   ``[0, (N - 1)/N]``.
+   ``[0, (N - 1)/N]``; and Fano's inequality with the mutual information bounded by the KL radius
+   around the initial distribution (:func:`fano_bound`), which bites for many users where the
+   union bound cannot (``N TV`` grows with ``N``, ``log N`` beats a fixed KL radius).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from scipy import special, stats
 
+from idfree_core.optim import adam_step_bounds  # the one Adam step bound (idfree_core/optim.py)
 from privacy_audit.divergences import check_params
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -84,15 +87,6 @@ def _link_slope(name, u_hi):
     return special.expit(u_hi) if name == "softplus" else np.exp(u_hi)
 
 
-def adam_step_bounds(steps: int, betas=(0.9, 0.999)) -> np.ndarray:
-    """``c_t`` for ``t = 1..steps``: ``|Adam step_t| <= lr * c_t`` per coordinate, any gradients."""
-    b1, b2 = betas
-    t = np.arange(1, steps + 1, dtype=np.float64)
-    gamma = b1 * b1 / b2
-    geo = t if gamma == 1 else (1 - gamma**t) / (1 - gamma)
-    return (1 - b1) * np.sqrt(-np.expm1(t * np.log(b2))) * np.sqrt(geo) / ((1 - b1**t) * math.sqrt(1 - b2))
-
-
 def _knapsack(weight, cap2, budget2) -> float:
     """``max sum w_i x_i^2`` s.t. ``x_i^2 <= cap2_i`` and ``sum x_i^2 <= budget2`` (greedy, exact)."""
     w = np.ravel(weight).astype(float)
@@ -136,11 +130,33 @@ def _geometry_bound(family, lo, hi, cap_center, l2_center, cap_pair, l2_pair, n_
         return float(kl), float(tv), math.sqrt(max(0.0, 1 - bc))
 
     kl, tv_pair, hel = tvs(cap_pair, l2_pair)
-    _, tv_init, _ = tvs(cap_center, l2_center)
+    kl_init, tv_init, _ = tvs(cap_center, l2_center)
     n = n_users
     correct = min((1 + (n - 1) * tv_pair) / n, (1 + n * tv_init) / n, 1.0)
-    value = float(min(max(0.0, 1.0 - correct), (n - 1) / n))
+    value = float(min(max(0.0, 1.0 - correct, fano_bound(n, kl_init)), (n - 1) / n))
     return value, kl, tv_pair, hel, tv_init
+
+
+def fano_bound(n_users: int, kl_radius: float) -> float:
+    """Fano: ``h(P_e) + P_e log(N - 1) >= log N - I(U; X)`` with ``I <= max_n KL(f_n || f_0)``
+    (``I(U; X) <= 1/N sum_n KL(f_n || q)`` for any ``q``; Cover and Thomas 2006, Thm. 2.10.1), so
+    ``P_e >= phi^{-1}(log N - kl_radius)`` with ``phi`` increasing on ``[0, (N - 1)/N]``."""
+    from scipy import optimize
+
+    if n_users < 2 or not math.isfinite(kl_radius):
+        return 0.0
+    target = math.log(n_users) - kl_radius
+    if target <= 0:
+        return 0.0
+    top = (n_users - 1) / n_users
+
+    def phi(p):
+        h = -special.xlogy(p, p) - special.xlogy(1 - p, 1 - p)
+        return h + p * math.log(n_users - 1) - target
+
+    if phi(top) <= 0:
+        return top
+    return float(optimize.brentq(phi, 0.0, top, xtol=1e-14)) * (1 - 1e-12)
 
 
 def _check_positive(value, name, allow_zero=False):
@@ -211,7 +227,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
     if optimizer == "sgd":
         step = np.full(steps, clip)
         pair_l2 = 2 * lr * float(np.sum(decay * step))
-        center_cap = lr * np.sum(decay[:, None, None] * (wd * np.abs(u0)[None] + clip), axis=0) if steps else np.zeros_like(u0)
+        center_cap = lr * float(decay.sum()) * (wd * np.abs(u0) + clip)   # sum_t decay_t (wd |u0| + C)
         if clipping == "global":
             pair_cap = np.full_like(u0, pair_l2)
             center_l2 = lr * float(np.sum(decay * (wd * np.linalg.norm(u0) + clip)))
@@ -224,8 +240,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
         pair_cap = np.full_like(u0, 2 * lr * float(np.sum(decay * c)))
         pair_l2 = float(np.linalg.norm(pair_cap))
         wd_eff = wd if optimizer == "adamw" else 0.0
-        center_cap = lr * np.sum(decay[:, None, None] * (wd_eff * np.abs(u0)[None] + c[:, None, None]), axis=0) \
-            if steps else np.zeros_like(u0)
+        center_cap = lr * (wd_eff * float(decay.sum()) * np.abs(u0) + float(np.sum(decay * c)))
         center_l2 = float(np.linalg.norm(center_cap))
     center_cap = np.minimum(center_cap, center_l2)
     # Step 2: map the unconstrained box to constrained parameters.

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sqlite3
 import sys
 from types import ModuleType
 
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"idfree-audit {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError) as exc:  # InputError is a ValueError
+    except (ValueError, OSError, RecursionError, OverflowError, sqlite3.DatabaseError) as exc:  # InputError is a ValueError
         if args.debug:
             raise
         print(f"idfree-audit {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -30,12 +30,14 @@ DIRECTIONS: dict[str, str] = {
     "misattribution": "higher",          # more misattribution = more privacy
     "proximity_bound": "higher",         # a guaranteed lower bound on misattribution
     "best_attack_advantage": "lower",    # a weaker best attack = more privacy
+    "reid_advantage": "lower",           # normalised re-identification advantage (reports.scorecard)
     "linkability": "lower",
 }
 LABELS: dict[str, str] = {
     "accuracy": "IDfree-PL accuracy",
     "misattribution": "Bayes misattribution",
     "best_attack_advantage": "best attack advantage",
+    "reid_advantage": "re-identification advantage A",
     "proximity_bound": "proximity bound",
 }
 SETTING_COLUMNS = ("family", "spread", "lr", "clip", "steps", "n_users", "seed")

@@ -1,18 +1,21 @@
 """The multi-page PDF report of a sweep (matplotlib ``PdfPages``), written atomically.
 
-Pages: title and provenance; executive summary (the knee of the accuracy-misattribution
-frontier as the recommended setting, with its numbers and the caveats); Pareto frontiers; the
-frontier tables and the per-setting table as real text; accuracies; pooled embeddings for the
-static, lowest- and highest-spread points; attack panels; theory panel; accuracy by entropy bin.
-Every number comes from the results store (``reports.sweep.ResultsStore``) via
-``reports.sweep.results.results_frame`` and ``reports.pareto``.
+Pages: title with table of contents and provenance; the scorecard (``reports.scorecard``, one row
+per threat with PASS / FAIL / INCONCLUSIVE under the policy); executive summary with the
+deployable recommendation (``reports.recommend``) as a TOML snippet; Pareto frontiers on the one
+privacy axis (normalised re-identification advantage A) with the Bayes misattribution beside it;
+frontier and settings tables as real text; most exposed users; accuracies; pooled embeddings
+(static, lowest and highest spread, and the recommended setting); attack panels; theory panel;
+accuracy by entropy bin.  Every page carries "page i of n".  Every number comes from the
+results store via :func:`reports.analysis.analyse`.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import platform
-from importlib import metadata
+import glob
+import io
+import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -21,95 +24,12 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
 from idfree_core.atomic import atomic_path
-from idfree_core.errors import InputError
 from reports import figures, pareto
-from reports.sweep.results import results_frame
+from reports.analysis import Analysis, analyse
+from reports.policy import Policy
+from reports.provenance import provenance_text
+from reports.summary import exposure_text, scorecard_text, setting_text, summary_text
 from reports.sweep.store import ResultsStore
-
-LIBRARIES = ("idfree-audit", "numpy", "scipy", "torch", "scikit-learn", "pandas", "matplotlib", "seaborn",
-             "sympy", "dask")
-CAVEATS = (
-    "Misattribution is the error of the Bayes-optimal attributor that knows every user's trained "
-    "distribution and the number of users; it is a property of these users on this data, not a guarantee "
-    "for other populations.",
-    "Non-identifiability of finite mixtures of a family (e.g. Beta) does not by itself protect users whose "
-    "distributions are well separated: with a known number of users, separated components are recovered "
-    "anyway (see the attack panels and the static baseline).",
-    "Attacks give lower bounds on what an adversary can do; the strongest attack tried is reported, a "
-    "stronger one may exist. The proximity bound holds only under its stated training assumptions "
-    "(common initialisation, the listed lr, clipping norm and number of steps).",
-    "All intervals are 95% confidence intervals from the sweep's own samples; each seed is its own point.",
-)
-
-
-def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for lib in LIBRARIES:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            out[lib] = "not installed"
-    return out
-
-
-def _pct(v: float) -> str:
-    return "n/a" if v is None or not np.isfinite(v) else f"{100 * v:.1f}%"
-
-
-def _ci_text(row: Mapping[str, Any], col: str) -> str:
-    return f"{_pct(row[col])} (95% CI {_pct(row[f'{col}_lo'])} to {_pct(row[f'{col}_hi'])})"
-
-
-def _setting_text(row: Mapping[str, Any]) -> str:
-    parts = [f"family={row.get('family')}"]
-    for key in ("spread", "lr", "clip", "steps", "n_users", "seed"):
-        v = row.get(key)
-        if v is not None and not (isinstance(v, float) and not np.isfinite(v)):
-            parts.append(f"{key}={v:g}" if isinstance(v, (int, float, np.number)) else f"{key}={v}")
-    return ", ".join(parts)
-
-
-def summary_text(frame: pd.DataFrame, n_failed: int = 0) -> str:
-    """The executive summary in words: the recommendation, the trend and the caveats."""
-    rec = pareto.recommend(frame)
-    full = frame.set_index("point_id").loc[rec["point_id"]]
-    lines = ["RECOMMENDED SETTING (knee of the accuracy vs Bayes-misattribution frontier):",
-             f"  {_setting_text(full)}",
-             f"  accuracy {_ci_text(full, 'accuracy')};",
-             f"  an optimal adversary misattributes {_ci_text(full, 'misattribution')} of uploads "
-             f"(the maximum possible with {int(full['n_users']) if np.isfinite(full['n_users']) else '?'} users is "
-             f"{_pct(full['misattribution_max'])});",
-             f"  the best attack tried ({full['best_attack']}) beats chance by {_ci_text(full, 'best_attack_advantage')}."]
-    if np.isfinite(full.get("accuracy_central", np.nan)):
-        lines.append(f"  Versus no personalisation (central, {_pct(full['accuracy_central'])}) this is "
-                     f"{100 * (full['accuracy'] - full['accuracy_central']):+.1f} points; versus the static "
-                     f"ID-equivalent embedding ({_pct(full['accuracy_static'])}) "
-                     f"{100 * (full['accuracy'] - full['accuracy_static']):+.1f} points.")
-        if full["accuracy_lo"] <= full["accuracy_central_hi"]:
-            lines.append("  (The accuracy intervals overlap those of the central model: at this test-set size the "
-                         "gain is not statistically established.)")
-    marked = pareto.mark_frontier(frame)
-    lines.append(f"  {int(marked['on_frontier'].sum())} of {len(marked)} points are Pareto-optimal; "
-                 f"{int(marked['ci_dominated'].sum())} are dominated even allowing for their 95% CIs, the others "
-                 "cannot be ruled out on at least one axis.")
-    lines += ["", "TREND ACROSS THE SWEEP:"]
-    for _, label, group in figures.series(frame[frame["family"] != "static"]):
-        g = group.groupby("spread", as_index=False)[["accuracy", "misattribution", "misattribution_max"]].mean()
-        lo, hi = g.iloc[0], g.iloc[-1]
-        lines.append(f"  {label}: spread {lo['spread']:g} -> {hi['spread']:g}: misattribution "
-                     f"{_pct(lo['misattribution'])} -> {_pct(hi['misattribution'])} "
-                     f"(max {_pct(hi['misattribution_max'])}), accuracy {_pct(lo['accuracy'])} -> {_pct(hi['accuracy'])}.")
-    static = frame[frame["family"] == "static"]
-    if len(static):
-        s = static.mean(numeric_only=True)
-        link = [c for c in frame.columns if c.endswith(":linkage_top1")]
-        link_v = float(static[link].max(axis=1).mean()) if link else float("nan")
-        lines.append(f"  static (one fixed vector per user): misattribution {_pct(s['misattribution'])}, "
-                     f"linkage top-1 {_pct(link_v)}: fully linkable, as an identifier would be.")
-    if n_failed:
-        lines.append(f"  {n_failed} sweep point(s) failed and are excluded (see the per-setting table).")
-    lines += ["", "CAVEATS:"] + [f"  - {c}" for c in CAVEATS]
-    return "\n".join(lines)
 
 
 def _family_verdicts(families: Sequence[str]) -> list[dict[str, Any]]:
@@ -129,9 +49,9 @@ def _family_verdicts(families: Sequence[str]) -> list[dict[str, Any]]:
     return out
 
 
-def _pick_points(frame: pd.DataFrame) -> list[tuple[str, str]]:
-    """(label, point_id): the static point, and the lowest and highest spread of the sampled series
-    (family and varying knobs) whose misattribution changes most across spread."""
+def _pick_points(frame: pd.DataFrame, recommended: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, point_id): the static point, the lowest and highest spread of the series whose
+    misattribution changes most across spread, and a point of the recommended setting."""
     picks = []
     static = frame[frame["family"] == "static"]
     if len(static):
@@ -144,76 +64,130 @@ def _pick_points(frame: pd.DataFrame) -> list[tuple[str, str]]:
         for row in (g.iloc[0], g.iloc[-1]):
             if row["point_id"] not in [p for _, p in picks]:
                 picks.append((f"{label}, spread {row['spread']:g}", row["point_id"]))
+    rec = recommended["point_ids"][0]
+    picks = [(lab, pid) for lab, pid in picks if pid != rec][:3]
+    picks.append((f"RECOMMENDED ({recommended['point_id']})", rec))
     return picks
 
 
-def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] | None = None):
-    """The report's figures, in page order, from the store in ``results_dir``."""
+def _numbered(settings: pd.DataFrame) -> pd.DataFrame:
+    out = settings.copy()
+    out.insert(0, "number", range(1, len(out) + 1))
+    return out
+
+
+def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] | None = None,
+                policy: Policy | None = None, argv: Sequence[str] | None = None):
+    """``(pages, analysis)``: the report's figures, in page order, each labelled with its section title."""
+    a = analyse(results_dir, policy, argv)
+    frame, rows = a.frame, a.rows
+    picks = _pick_points(frame, a.setting)
     with ResultsStore(results_dir, create=False) as store:
-        rows, meta, spec = store.rows(), store.meta(), store.spec() or {}
-        frame = results_frame(rows)
-        if frame.empty:
-            raise InputError(f"{results_dir}: no finished sweep points to report")
-        picks = _pick_points(frame)
         arts = {pid: store.artifacts(pid) for _, pid in picks}
     ok = {r["point_id"]: r for r in rows if r["status"] == "ok"}
     n_failed = sum(r["status"] == "failed" for r in rows)
-    attacks = pd.DataFrame([{**a, "family": r["config"].get("family"), "spread": r["config"].get("spread")}
-                            for r in ok.values() for a in (r["metrics"].get("attacks") or [])])
+    attacks = pd.DataFrame([{**at, "family": r["config"].get("family"), "spread": r["config"].get("spread")}
+                            for r in ok.values() for at in (r["metrics"].get("attacks") or [])])
     desc = next((r["metrics"].get("data_description") for r in ok.values() if r["metrics"].get("data_description")),
                 "persona corpus (built-in)")
-    versions = _versions()
-    title = "\n".join([
-        f"Sweep: {spec.get('name', '?')}  {spec.get('description', '')}",
-        f"Date (UTC): {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M}",
-        f"Spec hash: {meta.get('spec_hash', '?')}",
-        f"Points: {len(frame)} finished, {n_failed} failed; results: {Path(results_dir).resolve()}",
-        f"Seeds: {sorted({int(s) for s in frame['seed'].dropna()}) if 'seed' in frame else 'n/a'}",
-        f"Grid: {spec.get('grid', {})}", f"Fixed settings: {spec.get('base', {})}",
-        f"Attacks: {spec.get('attacks', [])}", f"Data: {desc}", "", "Versions:"]
-        + [f"  {k} {v}" for k, v in versions.items()])
-    pages = [figures.text_page("IDfree-PL privacy audit: sweep report", title, fontsize=10),
-             figures.text_page("Executive summary", summary_text(frame, n_failed), fontsize=9.5),
-             figures.pareto_figure(frame)]
-    ci_cols = ["accuracy", "misattribution", "best_attack_advantage"]
-    settings = [c for c in pareto.SETTING_COLUMNS if c in frame]
-    for privacy in ("misattribution", "best_attack_advantage"):
-        table = pareto.frontier_table(frame, "accuracy", privacy)
+    spec = a.spec
+    settings = _numbered(a.settings)
+    sections: list[tuple[str, Any]] = [
+        ("Scorecard", figures.text_page("Scorecard: one row per threat", scorecard_text(a), fontsize=8, monospace=True)),
+        ("Executive summary and deployable recommendation",
+         figures.text_page("Executive summary", summary_text(a, n_failed), fontsize=8.5)),
+        ("Privacy-utility trade-off", figures.pareto_figure(settings))]
+    cols = [c for c in ("number",) + pareto.SETTING_COLUMNS if c in settings and c != "seed"] + ["n_seeds"]
+    for privacy in ("reid_advantage", "misattribution"):
+        if not np.isfinite(settings[privacy].to_numpy(float)).any():
+            continue  # not measured in this sweep (e.g. no attribution or linkage attack run)
+        table = pareto.frontier_table(settings, "accuracy", privacy)
+        table = table.merge(settings[["point_id", "number", "n_seeds"]], on="point_id")
         table["knee"] = np.where(table["knee"], "<= knee", "")
-        pages += figures.table_figure(
-            table, settings + ["accuracy", privacy, "knee"], f"Frontier table: accuracy vs {privacy}",
-            ci=["accuracy", privacy],
-            note=f"Non-dominated points ({pareto.direction('accuracy')} accuracy, {pareto.direction(privacy)} "
-                 f"{privacy} is better), most private first; intervals are 95% CIs.")
-    pages += figures.table_figure(frame, settings + ci_cols + ["proximity_bound"], "Per-setting results",
-                                  ci=ci_cols, note="One row per finished sweep point (95% CIs).")
+        title = f"Frontier table: accuracy vs {privacy}"
+        for page in figures.table_figure(
+                table, cols + ["accuracy", privacy, "knee"], title, ci=["accuracy", privacy],
+                note=f"Non-dominated settings ({pareto.direction('accuracy')} accuracy, {pareto.direction(privacy)} "
+                     f"{privacy} is better), most private first; means over seeds, 95% CIs across seeds."):
+            sections.append((title, page))
+    ci_cols = ["accuracy", "misattribution", "reid_advantage"]
+    for page in figures.table_figure(settings, cols + ci_cols + ["proximity_bound"], "Per-setting results",
+                                     ci=ci_cols, note="One row per setting (numbers as in the trade-off figure); "
+                                                      "means over seeds with 95% CIs across seeds."):
+        sections.append(("Per-setting results", page))
+    sections.append(("Most exposed users", figures.text_page("Most exposed users (recommended setting)",
+                                                             exposure_text(a), fontsize=9, monospace=True)))
     failed = [r for r in rows if r["status"] == "failed"]
     if failed:
-        body = "\n".join(f"{_setting_text(r['config'])}\n    error: {r['error']}" for r in failed[:30])
-        pages.append(figures.text_page(f"Failed points ({len(failed)}; retried on the next run)", body, 8.5, True))
-    pages.append(figures.accuracy_figure(frame))
+        body = "\n".join(f"{setting_text(r['config'])}\n    error: {r['error']}" for r in failed[:30])
+        sections.append(("Failed points", figures.text_page(f"Failed points ({len(failed)}; retried on the next run)",
+                                                            body, 8.5, True)))
+    sections.append(("Accuracy", figures.accuracy_figure(frame)))
     mis = frame.set_index("point_id")["misattribution"]
     samples = [(f"{label} (misattribution {mis[pid]:.2f})", arts[pid]["embedding"], arts[pid]["user"])
                for label, pid in picks if {"embedding", "user"} <= set(arts[pid])]
-    pages.append(figures.embedding_figure(samples))
+    sections.append(("Pooled upload embeddings", figures.embedding_figure(samples)))
     roc = [(label, arts[pid]["roc_fpr"], arts[pid]["roc_tpr"]) for label, pid in picks
            if {"roc_fpr", "roc_tpr"} <= set(arts[pid])]
-    pages.append(figures.attack_figure(frame, attacks, roc))
+    sections.append(("Attacks", figures.attack_figure(frame, attacks, roc)))
     families = sorted(frame["family"].unique())
-    pages.append(figures.theory_figure(verdicts if verdicts is not None else _family_verdicts(families), frame))
-    pages.append(figures.entropy_figure([(label, ok[pid]["metrics"].get("entropy_bins") or []) for label, pid in picks]))
-    return pages
+    sections.append(("Theory", figures.theory_figure(verdicts if verdicts is not None else _family_verdicts(families),
+                                                     frame)))
+    sections.append(("Accuracy by prediction-entropy bin", figures.entropy_figure(
+        [(label, ok[pid]["metrics"].get("entropy_bins") or []) for label, pid in picks])))
+    toc, seen = [], set()
+    for i, (name, _) in enumerate(sections):
+        if name not in seen:
+            seen.add(name)
+            toc.append(f"  {i + 2:>3}  {name}")
+    title = "\n".join([
+        f"Sweep: {spec.get('name', '?')}  {spec.get('description', '')}",
+        f"Date (UTC): {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M}",
+        f"Points: {len(frame)} finished, {n_failed} failed; settings: {len(a.settings)}; "
+        f"results: {Path(results_dir).resolve()}",
+        f"Grid: {spec.get('grid', {})}", f"Fixed settings: {spec.get('base', {})}",
+        f"Attacks: {spec.get('attacks', [])}", f"Data: {desc}", "", "CONTENTS (page):"] + toc
+        + ["", "PROVENANCE (to reproduce):", provenance_text(a.provenance)])
+    pages = [figures.text_page("IDfree-PL privacy audit: sweep report", title, fontsize=8.5)] + [p for _, p in sections]
+    return pages, a
 
 
-def write_report(results_dir: str | Path, out: str | Path,
-                 verdicts: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """Write the PDF report of the sweep in ``results_dir`` to ``out`` (atomically); return a summary."""
-    pages = build_pages(results_dir, verdicts)
+def remove_stale_temps(out: str | Path, older_than_s: float = 600.0) -> list[Path]:
+    """Delete temp files ``.<name>.*.pdf`` that an earlier killed run left beside ``out``."""
+    out = Path(out)
+    now, gone = time.time(), []
+    if not out.parent.is_dir():
+        return gone
+    for p in out.parent.glob(f".{glob.escape(out.name)}.*.pdf"):
+        try:
+            st = p.stat()
+            if st.st_size == 0 or now - st.st_mtime > older_than_s:
+                p.unlink()
+                gone.append(p)
+        except OSError:
+            continue
+    return gone
+
+
+def _number_pages(pages) -> None:
+    n = len(pages)
+    for i, fig in enumerate(pages):
+        fig.text(0.98, 0.012, f"page {i + 1} of {n}", ha="right", va="bottom", fontsize=8, color="0.3")
+
+
+def write_report(results_dir: str | Path, out: str | Path, verdicts: Sequence[Mapping[str, Any]] | None = None,
+                 policy: Policy | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Write the PDF report of the sweep in ``results_dir`` to ``out`` (atomically); return a summary
+    with the ``scorecard`` rows, the ``recommended`` complete config and the provenance."""
+    pages, a = build_pages(results_dir, verdicts, policy, argv)
+    _number_pages(pages)
+    buf = io.BytesIO()  # render in memory: a kill while rendering leaves no temp file behind
+    with PdfPages(buf, metadata={"Title": "IDfree-PL privacy audit", "Creator": "idfree-audit"}) as pdf:
+        for fig in pages:
+            pdf.savefig(fig)
+    remove_stale_temps(out)
     with atomic_path(out, suffix=".pdf") as tmp:
-        with PdfPages(tmp, metadata={"Title": "IDfree-PL privacy audit", "Creator": "idfree-audit"}) as pdf:
-            for fig in pages:
-                pdf.savefig(fig)
-    with ResultsStore(results_dir, create=False) as store:
-        frame = results_frame(store.rows())
-    rec = pareto.recommend(frame)
-    return {"pdf": str(out), "pages": len(pages), "recommended": rec}
+        tmp.write_bytes(buf.getvalue())
+    return {"pdf": str(out), "pages": len(pages), "recommended": a.recommended(),
+            "scorecard": [r.to_dict() for r in a.scorecard], "policy": a.policy.to_dict(),
+            "provenance": dict(a.provenance)}

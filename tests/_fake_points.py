@@ -64,6 +64,10 @@ def fake_point(config):
                         "advantage_ci": _ci(adv, 0.03)},
         "entropy_bins": bins,
         "n_users": n,
+        "pool": {"n_tokens": 1},
+        "per_user": [{"user": f"u{u}", "misattribution": float(np.clip(mis * (0.5 + u / n), 0, 1)),
+                      "linkage_top1": float(np.clip(1 - mis * (0.5 + u / n), 0, 1)), "n_links": 5}
+                     for u in range(n)],
         "artifacts": {"embedding": emb.astype(np.float32), "user": users.astype(np.int64),
                       "roc_fpr": fpr, "roc_tpr": tpr},
     }
@@ -90,3 +94,20 @@ def counting_point(config):
 def unstorable_point(config):
     """A row the store cannot serialise (recorded as a failed point, not a crash)."""
     return {"accuracy": object()}
+
+
+def slow_point(config):
+    """``fake_point`` after sleeping ``[base] sleep_s`` seconds (kill and interrupt tests)."""
+    import time
+
+    time.sleep(float(config.get("sleep_s", 1.0)))
+    return fake_point(config)
+
+
+def bare_point(config):
+    """``fake_point`` without attacks, ROC or entropy bins (a report with nothing to put in legends)."""
+    row = fake_point(config)
+    row["attacks"] = []
+    row["entropy_bins"] = []
+    row["artifacts"] = {k: v for k, v in row["artifacts"].items() if not k.startswith("roc")}
+    return row

@@ -1,4 +1,5 @@
-"""On-device training: the cloud model stays frozen, AdamW/clipping/early stopping behave as specified.
+"""On-device training of one user (the batched trainer with a batch of one): the cloud model stays
+frozen, AdamW/clipping/early stopping behave as specified.
 
 Tiny toy models (an embedding table and linear heads reading the user embedding) stand in for the
 transformer, so every claim is checked exactly and fast.
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from idfree_core.device import (DeviceConfig, DeviceResult, adamw_step_bound, default_loss, frozen,
-                                full_finetune_on_device, train_static_embedding, train_user_distribution)
+                                train_static_embedding, train_user_distribution)
 from idfree_core.distributions import (BetaUserDistribution, GaussianUserDistribution, StaticUserEmbedding,
                                        make_user_distribution)
 from idfree_core.errors import InputError
@@ -79,7 +80,7 @@ def _expected_loss(model, dist, data, n_rep=20, seed=99):
     return float(torch.stack(losses).mean())
 
 
-FAST = DeviceConfig(lr=0.05, max_epochs=6, batch_size=8)
+FAST = DeviceConfig(lr=0.05, epochs=6, batch_size=8)
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -158,7 +159,7 @@ def test_clipping_is_applied_and_steps_are_bounded():
 
     handle = register_optimizer_step_pre_hook(hook)
     try:
-        cfg = DeviceConfig(lr=1e-3, clip_norm=clip, max_epochs=4)
+        cfg = DeviceConfig(lr=1e-3, clip_norm=clip, epochs=4)
         result = train_user_distribution(model, dist, _data(label=0), None, cfg)
     finally:
         handle.remove()
@@ -207,7 +208,7 @@ def test_max_steps_and_trajectory_lengths():
 def test_trajectory_measures_distance_from_the_common_initialisation():
     dist = _dist("gaussian")  # std fixed: only the mean moves, constrained == unconstrained
     common = _dist("gaussian")
-    result = train_user_distribution(Toy(), dist, _data(), None, DeviceConfig(lr=0.02, max_epochs=3))
+    result = train_user_distribution(Toy(), dist, _data(), None, DeviceConfig(lr=0.02, epochs=3))
     final = float((dist.parameter_vector() - common.parameter_vector()).detach().norm())
     assert result.trajectory[-1] == pytest.approx(final, rel=1e-5)
     assert result.trajectory_unconstrained[-1] == pytest.approx(
@@ -220,7 +221,7 @@ def test_trajectory_measures_distance_from_the_common_initialisation():
 def test_early_stopping_restores_the_best_state():
     model = Toy()
     train, val = _data(label=1), _data(label=0, seed=1)  # training makes validation worse each epoch
-    cfg = DeviceConfig(lr=0.05, max_epochs=10, patience=2)
+    cfg = DeviceConfig(lr=0.05, epochs=10, patience=2)
     dist = _dist("gaussian")
     result = train_user_distribution(model, dist, train, val, cfg)
     assert result.stopped_early and result.epochs == 3 and result.steps == 15
@@ -228,14 +229,14 @@ def test_early_stopping_restores_the_best_state():
     assert np.all(np.diff(result.val_loss) > 0)
     assert result.best_step == 5
     one_epoch = _dist("gaussian")
-    train_user_distribution(model, one_epoch, train, val, DeviceConfig(lr=0.05, max_epochs=1))
+    train_user_distribution(model, one_epoch, train, val, DeviceConfig(lr=0.05, epochs=1))
     torch.testing.assert_close(dist.parameter_vector(), one_epoch.parameter_vector(), rtol=0, atol=0)
     for k, v in result.export.items():
         np.testing.assert_array_equal(v, dist.export()[k])
     assert result.trajectory.shape == (15,)  # the path actually taken is kept
     # with the initial state as a candidate, nothing beats it here: the common init is restored
     start = _dist("gaussian")
-    at_start = train_user_distribution(model, start, train, val, DeviceConfig(lr=0.05, max_epochs=2, eval_at_start=True))
+    at_start = train_user_distribution(model, start, train, val, DeviceConfig(lr=0.05, epochs=2, eval_at_start=True))
     assert at_start.best_step == 0 and at_start.val_loss.shape == (3,) and at_start.steps == 10
     assert torch.equal(start.parameter_vector(), _dist("gaussian").parameter_vector())
     assert at_start.best_val_loss == at_start.val_loss[0] < result.val_loss[0]
@@ -246,7 +247,7 @@ def test_same_seed_same_result_and_global_rng_untouched(family):
     model, train, val = Toy(), _data(), _data(seed=1)
     torch.manual_seed(5)
     state = torch.get_rng_state()
-    runs = [train_user_distribution(model, _dist(family), train, val, DeviceConfig(lr=0.02, max_epochs=3, seed=s))
+    runs = [train_user_distribution(model, _dist(family), train, val, DeviceConfig(lr=0.02, epochs=3, seed=s))
             for s in (1, 1, 2)]
     assert torch.equal(torch.get_rng_state(), state)
     a, b, c = runs
@@ -275,14 +276,14 @@ def test_next_token_default_loss_ignores_masked_positions():
     dist = _dist("gaussian", train_std=True)
     before = _expected_loss(model, dist, (ids, None, lm_labels))
     result = train_user_distribution(model, dist, (ids, lm_labels), (ids, None, lm_labels),
-                                     DeviceConfig(lr=0.05, max_epochs=5, batch_size=4))
+                                     DeviceConfig(lr=0.05, epochs=5, batch_size=4))
     assert result.steps == 20 and math.isfinite(result.best_val_loss)
     assert _expected_loss(model, dist, (ids, None, lm_labels)) < before
 
 
 def test_accepts_batches_datasets_and_dicts_equivalently():
     ids, mask, labels = _data(n=16)
-    cfg = DeviceConfig(lr=0.02, max_epochs=2, shuffle=False)
+    cfg = DeviceConfig(lr=0.02, epochs=2, shuffle=False)
     batches = [(ids[i:i + 8], mask[i:i + 8], labels[i:i + 8]) for i in (0, 8)]
     forms = [(ids, mask, labels), torch.utils.data.TensorDataset(ids, mask, labels),
              {"input_ids": ids, "attention_mask": mask, "labels": labels}, batches]
@@ -308,7 +309,7 @@ def test_bad_inputs_raise_input_error():
         train_user_distribution(model, nn.Linear(2, 2), (ids, mask, labels))
     with pytest.raises(InputError, match="StaticUserEmbedding"):
         train_static_embedding(model, _dist("gaussian"), (ids, mask, labels))
-    for bad in (dict(lr=-1.0), dict(lr=math.nan), dict(clip_norm=0.0), dict(max_epochs=0), dict(batch_size=2.5),
+    for bad in (dict(lr=-1.0), dict(lr=math.nan), dict(clip_norm=0.0), dict(epochs=0), dict(batch_size=2.5),
                 dict(max_steps=0), dict(patience=-1), dict(seed="x")):
         with pytest.raises(InputError, match="DeviceConfig") as info:
             DeviceConfig(**bad)
@@ -327,22 +328,6 @@ def test_static_embedding_baseline_and_result_serialisation():
     assert math.isnan(no_val.best_val_loss) and no_val.best_step == no_val.steps
     assert no_val.to_dict()["best_val_loss"] is None and no_val.val_loss.shape == (0,)
     json.dumps(no_val.to_dict(), allow_nan=False)
-
-
-def test_full_finetune_trains_the_whole_model():
-    model = Toy()
-    model.eval()
-    before = {k: v.clone() for k, v in model.state_dict().items()}
-    train, val = _data(label=1), _data(label=1, seed=1)
-    with torch.no_grad():
-        loss0 = float(default_loss(model(val[0], attention_mask=val[1]), val[2]))
-    result = full_finetune_on_device(model, train, val, DeviceConfig(lr=0.05, max_epochs=4))
-    assert result.export == {} and result.steps == 20
-    assert any(not torch.equal(v, before[k]) for k, v in model.state_dict().items())
-    assert result.best_val_loss < loss0
-    assert not model.training  # mode restored
-    n = sum(p.numel() for p in model.parameters())
-    assert np.all(result.step_norm <= adamw_step_bound(0.05, n))
 
 
 def test_frozen_context_restores_on_error():

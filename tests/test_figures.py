@@ -51,9 +51,9 @@ def test_pareto_figure_content(frame):
     fig = figures.pareto_figure(frame)
     axes = fig.get_axes()
     assert len(axes) == 2
-    assert "Bayes misattribution" in axes[0].get_xlabel() and "more private" in axes[0].get_xlabel()
-    assert "best attack advantage" in axes[1].get_xlabel()
-    for ax, metric in zip(axes, ("misattribution", "best_attack_advantage")):
+    assert "re-identification advantage A" in axes[0].get_xlabel() and "more private" in axes[0].get_xlabel()
+    assert "Bayes misattribution" in axes[1].get_xlabel()
+    for ax, metric in zip(axes, ("reid_advantage", "misattribution")):
         assert ax.get_ylabel() == "IDfree-PL accuracy"
         bars = _errorbars(ax)
         n_points = sum(len(c.lines[0].get_xdata()) for c in bars)
@@ -62,7 +62,7 @@ def test_pareto_figure_content(frame):
         faded = sum(len(c.lines[0].get_xdata()) for c in bars if c.lines[0].get_alpha() == 0.25)
         assert faded == int((~marked["on_frontier"]).sum()) > 0
         legend = _legend(ax)
-        assert "Pareto frontier" in legend and "knee (recommended)" in legend and "static" in legend
+        assert "Pareto frontier" in legend and "knee of this frontier" in legend and "static" in legend
         # the frontier line joins exactly the non-dominated points
         line = next(ln for ln in ax.get_lines() if ln.get_label() == "Pareto frontier")
         assert len(line.get_xdata()) == int(marked["on_frontier"].sum())

@@ -142,10 +142,75 @@ def test_same_seed_same_metrics(result):
 
 @pytest.mark.parametrize("kwargs", [dict(family="dirichlet"), dict(n_users=1), dict(std=0.0), dict(std=float("nan")),
                                     dict(device_lr=-1.0), dict(rounds=0), dict(baselines=("oracle",)),
-                                    dict(data_format="xml"), dict(device_val_fraction=1.0), dict(n_tokens=0)])
+                                    dict(data_format="xml"), dict(device_val_fraction=1.0), dict(n_tokens=0),
+                                    dict(batch_size=1e308), dict(batch_size=2.5), dict(n_users=10**9),
+                                    dict(rounds=True), dict(spread=-1.0), dict(family="kumaraswamy", spread=0.3)])
 def test_bad_config_raises_input_error(kwargs):
-    with pytest.raises(InputError):
+    with pytest.raises(InputError) as info:
         SimulationConfig(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def _snapshot(folder):
+    return {p.name: (p.read_bytes() if p.is_file() else "folder", p.stat().st_mode & 0o777)
+            for p in sorted(folder.iterdir())}
+
+
+def test_ground_truth_is_owner_only_also_after_a_rewrite(result, tmp_path):
+    result.write(tmp_path)
+    for name in ("oracle.parquet", "user_distributions.json"):
+        (tmp_path / name).chmod(0o644)  # even if someone loosened them, a rewrite restores 0600
+    result.write(tmp_path)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in tmp_path.iterdir()}
+    assert modes["oracle.parquet"] == modes["user_distributions.json"] == 0o600
+    assert sorted(modes) == ["metrics.json", "oracle.parquet", "uploads.parquet", "user_distributions.json"]
+
+
+def test_failed_rerun_leaves_the_previous_run_byte_identical(result, tmp_path, monkeypatch):
+    import os
+
+    from idfree_core import atomic
+
+    result.write(tmp_path)
+    before = _snapshot(tmp_path)
+    other = simulate(SimulationConfig(**{**TINY, "baselines": ()}, family="gaussian", seed=4), progress=False)
+    real = os.replace
+
+    def failing(src, dst):
+        if str(dst).endswith("metrics.json") and not str(src).endswith(".old"):  # the new file cannot go in
+            raise PermissionError(13, "Permission denied", str(dst))
+        return real(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", failing)
+    with pytest.raises(InputError, match="unchanged") as info:
+        other.write(tmp_path)
+    assert "\n" not in str(info.value)
+    monkeypatch.undo()
+    assert _snapshot(tmp_path) == before  # no temporary left behind either
+    # a folder named like a run file is refused before anything is written
+    (tmp_path / "metrics.json").unlink()
+    (tmp_path / "metrics.json").mkdir()
+    before = _snapshot(tmp_path)
+    with pytest.raises(InputError, match="is a folder"):
+        other.write(tmp_path)
+    assert _snapshot(tmp_path) == before
+
+
+def test_cli_rejects_an_out_file_before_any_work(tmp_path, monkeypatch, capsys):
+    import idfree_core.pipeline as pipeline
+    from reports.cli import main
+
+    def boom(*a, **k):
+        raise AssertionError("simulate ran")
+
+    monkeypatch.setattr(pipeline, "simulate", boom)
+    target = tmp_path / "file"
+    target.write_text("x")
+    assert main(["simulate", "--out", str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is not a folder" in err[0]
+    assert main(["simulate", "--set", "batch_size=1e308", "--out", str(tmp_path / "o")]) == 2
+    assert "batch_size must be an integer" in capsys.readouterr().err
 
 
 def _write_csv(path, with_label: bool):

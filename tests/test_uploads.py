@@ -380,3 +380,95 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     os.umask(umask)
     assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --------------------------------------------------------------------------- hardening (issue 13)
+
+
+@pytest.mark.parametrize("name", ["user-id", "client_ip", "android_id", "hashed_email", "user_hash", " user",
+                                  "USER_ID ", "userId", "Email", "device"])
+def test_identifier_column_variants_are_flagged_by_name(tmp_path, name):
+    table = pa.table({"upload_id": [0, 1, 2], "embedding": [[0.1], [0.2], [0.3]], name: ["a", "b", "c"]})
+    pq.write_table(table, tmp_path / "u.parquet")
+    assert read_uploads_with_findings(tmp_path / "u.parquet")[1] == (name,)
+
+
+def _with_column(tmp_path, column, values):
+    pool, oracle = _pool(n=30)
+    write_uploads(pool, tmp_path / "u.parquet")
+    table = pq.read_table(tmp_path / "u.parquet")
+    table = table.append_column(column, pa.array(values))
+    pq.write_table(table, tmp_path / "v.parquet")
+    return tmp_path / "v.parquet", pool, oracle
+
+
+def test_identifier_columns_are_flagged_by_content(tmp_path):
+    pool, oracle = _pool(n=30)
+    users = oracle.users_for(pool.upload_id)
+    key = {u: f"k{i * 7919 % 97}" for i, u in enumerate(sorted(set(users)))}
+    path, _, _ = _with_column(tmp_path, "xq", [key[u] for u in users])  # a per-user key under a bland name
+    assert read_uploads_with_findings(path)[1] == ("xq",)
+    assert read_uploads_with_findings(path, oracle=oracle)[1] == ("xq",)  # agrees with the oracle's users
+    # a grouping unrelated to the users: repetition alone flags it, agreement with the oracle does not
+    rng = np.random.default_rng(1)
+    path, _, _ = _with_column(tmp_path, "batch", rng.integers(0, 3, 30).tolist())
+    assert read_uploads_with_findings(path)[1] == ("batch",)
+    assert read_uploads_with_findings(path, oracle=oracle)[1] == ()
+    # unique per row (a row number) and continuous values do not group uploads
+    path, _, _ = _with_column(tmp_path, "row", list(range(100, 130)))
+    assert read_uploads_with_findings(path)[1] == ()
+    path, _, _ = _with_column(tmp_path, "score", rng.random(30).tolist())
+    assert read_uploads_with_findings(path)[1] == ()
+
+
+def test_free_text_with_emails_or_handles_is_flagged(tmp_path):
+    notes = [f"note {i}" for i in range(30)]
+    path, _, _ = _with_column(tmp_path, "note", notes)
+    assert read_uploads_with_findings(path)[1] == ()
+    for marker in ("write to ann.lee@example.org", "thanks @ann_lee"):
+        path, _, _ = _with_column(tmp_path, "note", notes[:-1] + [marker])
+        assert read_uploads_with_findings(path)[1] == ("note",)
+
+
+def _no_warnings_error(call, match):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError, match=match) as info:
+            call()
+    assert "\n" not in str(info.value)
+
+
+def test_overflowing_values_and_ids_are_one_line_errors_without_warnings(tmp_path):
+    pq.write_table(pa.table({"upload_id": [0, 1], "embedding": [[1e300, 0.0], [0.0, 0.0]]}), tmp_path / "a.parquet")
+    _no_warnings_error(lambda: read_uploads(tmp_path / "a.parquet"), "float32 range")
+    pq.write_table(pa.table({"upload_id": [1e20, 1.0], "embedding": [[0.0], [0.0]]}), tmp_path / "b.parquet")
+    _no_warnings_error(lambda: read_uploads(tmp_path / "b.parquet"), "int64 range")
+    (tmp_path / "c.csv").write_text("upload_id,emb_0,label\n0,0.5,1e30\n1,0.5,1\n")
+    _no_warnings_error(lambda: read_uploads(tmp_path / "c.csv"), "int64 range")
+    (tmp_path / "d.csv").write_text("upload_id,emb_0\n0,1e300\n1,0.5\n")
+    _no_warnings_error(lambda: read_uploads(tmp_path / "d.csv"), "float32 range")
+
+
+def test_dimension_and_row_caps(tmp_path):
+    pq.write_table(pa.table({"upload_id": [0, 1, 2, 3], "embedding": [[0.0] * 101] * 4}), tmp_path / "w.parquet")
+    _no_warnings_error(lambda: read_uploads(tmp_path / "w.parquet", max_dim=100), "101 embedding dimensions")
+    assert read_uploads(tmp_path / "w.parquet", max_dim=101).dim == 101  # the limit can be raised
+    _no_warnings_error(lambda: read_uploads(tmp_path / "w.parquet", max_rows=3), "4 rows")
+    from idfree_core.uploads import LIMITS
+
+    assert LIMITS["max_dim"] < 2_000_000  # the 4 x 2,000,000 file of issue 13 is refused by default
+
+
+def test_hostile_json_is_a_one_line_error(tmp_path):
+    p = tmp_path / "d.json"
+    p.write_text('{"family": "beta", "users": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    _no_warnings_error(lambda: read_user_distributions(p), "nested too deeply")
+    p.write_text('{"family": "beta", "users": {"a": {"alpha": [' + "9" * 5000 + '], "beta": [1]}}}')
+    _no_warnings_error(lambda: read_user_distributions(p), "5000 digits")
+    p.write_text('{"family": "beta", "users": {"a": {"alpha": [1e400], "beta": [1]}}}')
+    _no_warnings_error(lambda: read_user_distributions(p), "overflows")
+    p.write_text('{"family": "beta", "users": {}}' + " " * 2000)
+    _no_warnings_error(lambda: read_user_distributions(p, max_bytes=1000), "limit of 1000 bytes")
+    _no_warnings_error(lambda: read_user_distributions("/dev/zero"), "not a regular file")

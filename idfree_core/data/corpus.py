@@ -119,6 +119,9 @@ class Tokenizer:
         return cls(tuple(d["itos"]))
 
 
+MAX_CLASSES = 10_000  # a label of 1e6 would allocate a 1e6-way output layer (gigabytes) without this
+
+
 @dataclass(frozen=True)
 class Corpus:
     """Per-user documents split into train/test, with a tokenizer fitted on the training texts."""
@@ -140,6 +143,9 @@ class Corpus:
             raise InputError(f"task: expected 'classify' or 'next_token', got {self.task!r}")
         if self.task == "classify" and (self.n_classes is None or self.n_classes < 2):
             raise InputError(f"n_classes: a classification corpus needs >= 2 classes, got {self.n_classes}")
+        if self.n_classes is not None and self.n_classes > MAX_CLASSES:
+            raise InputError(f"n_classes: {self.n_classes} classes (labels must be 0..K-1) is past the supported "
+                             f"{MAX_CLASSES}; relabel the classes to consecutive integers")
         if set(self.train) != set(self.users) or set(self.test) != set(self.users):
             raise InputError("corpus: train and test must hold exactly the listed users")
 

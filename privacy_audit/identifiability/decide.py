@@ -2,8 +2,13 @@
 
 By Yakowitz and Spragins (1968) finite mixtures of a family are identifiable iff the family is
 linearly independent.  The decision runs every certificate search (dependence.py) and every
-independence prover (independence.py) in a forked worker process under a hard time budget
-(sympy can hang); the parent collects results as they arrive and kills the worker at the deadline.
+independence prover (independence.py) in a forked worker process.  The work is counted in units
+(budget.py: candidates, nullspaces, limits, density checks), so the verdict is a function of the
+input and ``work_budget`` only, the same on an idle and on a loaded machine.  The wall clock
+(``time_budget``) is a safety kill of the worker (sympy can hang inside one step): a killed
+worker always gives "unknown", never a different definite verdict.
+A user density is first checked to be a density (support.py: real, non-negative, normalisable
+at sampled parameter points); a family none of whose sampled members passes is refused.
 A verdict is "dependent" only with a verified certificate, "independent" only with a completed
 proof; if both were ever found the verdict is "unknown" with the contradiction reported.
 For a product family (independent coordinates) a component certificate lifts by multiplying with
@@ -22,11 +27,13 @@ from typing import Any
 import sympy as sp
 
 from ..families import Family, ProductFamily
+from .budget import DEFAULT_WORK, BudgetExhausted, Work
 from .dependence import (search_cells, search_finite_support, search_shifts, valid_member,
                          verify_certificate)
 from .independence import (prove_cf_rational, prove_exponential_family, prove_kinks,
                            prove_teicher)
 from .screen import numeric_screen
+from .support import NOT_A_DENSITY, check_member, density_points, effective_points
 from .verdict import Certificate, Verdict
 
 __all__ = ["decide"]
@@ -67,6 +74,26 @@ def _certificate(family: Family, found) -> dict | None:
                        checks=tuple(checks)).to_dict()
 
 
+def _check_density(family: Family, work: Work):
+    """("refuse", text) when no sampled member is a density, else a note (or None)."""
+    if family.builtin:
+        return None
+    bad = []
+    points = density_points(family)
+    for point in points:
+        work.spend()
+        ok, why = check_member(family, point)
+        if ok:
+            return ("note", "precondition: density", "the expression is a density at "
+                    f"{ {k: str(v) for k, v in point.items()} }" + (
+                        f"; not at every sampled point ({bad[0]}): the verdict concerns the "
+                        "parameter values where it is a density" if bad else ""))
+        bad.append(why)
+    return ("refuse", f"density: {family.expr} is {NOT_A_DENSITY} at any of the {len(points)} "
+            f"sampled parameter points (e.g. {bad[0] if bad else 'no point in the domain'}); "
+            "it must be real, non-negative and normalisable on the support")
+
+
 def _steps(family: Family):
     yield "dependence: finite support", lambda d: ("dep", _cert_or_none(family, search_finite_support, d))
     yield "dependence: parameter shifts", lambda d: ("dep", _cert_or_none(family, search_shifts, d))
@@ -85,17 +112,28 @@ def _cert_or_none(family, search, deadline):
     return None if found is None else _certificate(family, found)
 
 
-def _run_steps(family: Family, deadline: float, send) -> None:
+def _run_steps(family: Family, work_budget: int, send) -> None:
+    work = Work(work_budget)
+    try:
+        pre = _check_density(family, work)
+    except BudgetExhausted as exc:
+        pre = ("refuse", f"density: could not be checked to be a density ({exc})")
+    if pre is not None:
+        send(pre)
+        if pre[0] == "refuse":
+            send(("done",))
+            return
     done = set()  # one success per kind suffices; the other kind still runs as a cross-check
     for name, step in _steps(family):
         kind_of_step = "dep" if name.startswith("dependence") else "ind"
         if kind_of_step in done:
             continue
-        if time.monotonic() > deadline:
-            send(("note", name, "skipped: time budget exhausted"))
-            break
         try:
-            kind, out = step(deadline)
+            kind, out = step(work)
+        except BudgetExhausted as exc:
+            send(("note", name, f"stopped: {exc}"))
+            send(("budget",))
+            break
         except Exception as exc:  # a failed method is an attempt, never a verdict
             send(("note", name, f"failed: {type(exc).__name__}: {str(exc)[:200]}"))
             continue
@@ -114,9 +152,9 @@ def _run_steps(family: Family, deadline: float, send) -> None:
     send(("done",))
 
 
-def _worker(family, deadline_s, conn):
+def _worker(family, work_budget, conn):
     try:
-        _run_steps(family, time.monotonic() + deadline_s, conn.send)
+        _run_steps(family, work_budget, conn.send)
     except BaseException:  # pragma: no cover - reported to the parent
         conn.send(("note", "worker", traceback.format_exc(limit=2)))
         conn.send(("done",))
@@ -124,19 +162,21 @@ def _worker(family, deadline_s, conn):
         conn.close()
 
 
-def _collect(family: Family, time_budget: float, isolate: bool) -> tuple[list, bool]:
+def _collect(family: Family, time_budget: float, isolate: bool, work_budget: int
+             ) -> tuple[list, bool]:
+    """Messages of the worker and whether the safety time limit killed it."""
     msgs: list = []
     use_fork = isolate and "fork" in mp.get_all_start_methods() and \
         not mp.current_process().daemon
-    if not use_fork:
-        _run_steps(family, time.monotonic() + time_budget, msgs.append)
-        return [m for m in msgs if m[0] != "done"], not any(m[0] == "done" for m in msgs)
+    if not use_fork:  # no safety kill without fork: the work budget alone bounds the search
+        _run_steps(family, work_budget, msgs.append)
+        return [m for m in msgs if m[0] != "done"], False
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(family, time_budget, send), daemon=True)
+    proc = ctx.Process(target=_worker, args=(family, work_budget, send), daemon=True)
     proc.start()
     send.close()
-    deadline = time.monotonic() + time_budget + 0.5
+    deadline = time.monotonic() + time_budget
     finished = False
     try:
         while True:
@@ -160,7 +200,7 @@ def _collect(family: Family, time_budget: float, isolate: bool) -> tuple[list, b
 
 
 def _finite_support_note(family: Family) -> str:
-    pts = family.support_points()
+    pts, _ = effective_points(family)
     if pts is None:
         return ""
     return (f" The support has {len(pts)} points, so all pmfs lie in a {len(pts)}-dimensional "
@@ -194,9 +234,13 @@ def _mixture_note(family: Family, cert: Certificate) -> str:
 
 
 def _verdict_for(family: Family, msgs: list, timed_out: bool, screen: bool) -> Verdict:
-    deps = [m for m in msgs if m[0] == "dep"]
-    inds = [m for m in msgs if m[0] == "ind"]
+    refusals = [m for m in msgs if m[0] == "refuse"]
+    if refusals:
+        raise ValueError(refusals[0][1])
     notes = [f"{m[1]}: {m[2]}" for m in msgs if m[0] == "note"]
+    # a worker killed by the safety time limit gives "unknown" whatever it had found so far
+    deps = [] if timed_out else [m for m in msgs if m[0] == "dep"]
+    inds = [] if timed_out else [m for m in msgs if m[0] == "ind"]
     common = dict(family=family.name, density=str(family.expr), variable=family.var.name,
                   density_latex=sp.latex(family.expr))
     if deps and inds:
@@ -219,7 +263,8 @@ def _verdict_for(family: Family, msgs: list, timed_out: bool, screen: bool) -> V
         return Verdict(linearly_dependent=False, identifiable=True, method=inds[0][1],
                        certificate=None, reason=f"{YS} {inds[0][2]}",
                        numeric_evidence=_screen(family) if screen else None, **common)
-    why = "time budget exhausted; " if timed_out else ""
+    why = ("safety time limit (time budget) reached, the worker was killed; " if timed_out
+           else "work budget exhausted; " if any(m[0] == "budget" for m in msgs) else "")
     return Verdict(linearly_dependent=None, identifiable=None, method="none",
                    certificate=None, numeric_evidence=_screen(family),
                    reason=(f"{YS} Neither a verified certificate of dependence nor a proof of "
@@ -243,8 +288,10 @@ def _renamer(comp: Family, j: int):
     return lambda text: str(safe_parse(text, syms, "certificate").subs(ren, simultaneous=True))
 
 
-def _decide_product(fam: ProductFamily, time_budget: float, isolate: bool, screen: bool) -> Verdict:
-    parts = [decide(c, time_budget, isolate=isolate, screen=False) for c in fam.components]
+def _decide_product(fam: ProductFamily, time_budget: float, isolate: bool, screen: bool,
+                    work_budget: int) -> Verdict:
+    parts = [decide(c, time_budget, isolate=isolate, screen=False, work_budget=work_budget)
+             for c in fam.components]
     expr_latex = sp.latex(fam.expr)
     common = dict(family=fam.name, density=str(fam.expr), variable=",".join(
         fam.coordinate(j, c)[1].name for j, c in enumerate(fam.components)),
@@ -287,14 +334,16 @@ def _decide_product(fam: ProductFamily, time_budget: float, isolate: bool, scree
                    **common)
 
 
-def decide(family: Family | ProductFamily, time_budget: float = 5.0, isolate: bool = True,
-           screen: bool = False) -> Verdict:
-    """Decide linear (in)dependence of ``family`` within ``time_budget`` seconds.
+def decide(family: Family | ProductFamily, time_budget: float = 60.0, isolate: bool = True,
+           screen: bool = False, work_budget: int = DEFAULT_WORK) -> Verdict:
+    """Decide linear (in)dependence of ``family`` within ``work_budget`` units of work.
 
-    For a :class:`ProductFamily` the budget applies to each coordinate family in turn.
-    ``isolate`` runs the symbolic work in a forked worker that is killed at the deadline (falls
-    back to in-process deadline checks where ``fork`` is unavailable); ``screen`` attaches the
-    numeric SVD screen (always attached to "unknown" verdicts).
+    The verdict depends only on the family and ``work_budget`` (deterministic).
+    ``time_budget`` (seconds) is a safety kill of the forked worker; a killed worker gives
+    "unknown".  For a :class:`ProductFamily` the budgets apply to each coordinate family in turn.
+    ``isolate=False`` runs in-process (no safety kill); ``screen`` attaches the numeric SVD
+    screen (always attached to "unknown" verdicts).  Raises ``ValueError`` for an expression
+    that is not a density (support.py).
     """
     try:
         budget = float(time_budget)
@@ -302,9 +351,10 @@ def decide(family: Family | ProductFamily, time_budget: float = 5.0, isolate: bo
         raise ValueError(f"time_budget: expected seconds, got {time_budget!r}") from None
     if not budget > 0 or budget == float("inf"):
         raise ValueError(f"time_budget: must be positive and finite, got {time_budget!r}")
+    Work(work_budget)  # validates
     if isinstance(family, ProductFamily):
-        return _decide_product(family, budget, isolate, screen)
+        return _decide_product(family, budget, isolate, screen, work_budget)
     if not isinstance(family, Family):
         raise ValueError(f"decide: expected a Family or ProductFamily, got {type(family).__name__}")
-    msgs, timed_out = _collect(family, budget, isolate)
+    msgs, timed_out = _collect(family, budget, isolate, work_budget)
     return _verdict_for(family, msgs, timed_out, screen)

@@ -13,7 +13,9 @@ Three searches, all ending in the same verification (which is what makes a certi
   cut at every breakpoint; on each open cell every member is one smooth branch, and coefficient
   matching runs cell by cell (e.g. ``U(0, 2) = (U(0, 1) + U(1, 2)) / 2`` almost everywhere).
 * *finite support*: pmfs on ``m`` points live in ``R^m`` so any ``m + 1`` members are dependent;
-  the exact nullspace of the ``m x (m + 1)`` matrix of pmf values is the certificate.
+  the exact nullspace of the ``m x (m + 1)`` matrix of pmf values is the certificate.  The
+  points are those of the *effective* support (support.py): a declared ``0,oo`` whose pmf has a
+  factor ``binomial(2, x)`` has the three points 0, 1, 2.
 
 Verification: ``sum_i c_i f_i`` simplifies symbolically to 0 (on every cell, or at every support
 point), every coefficient is nonzero, the members lie in the domain, and an independent
@@ -23,12 +25,13 @@ point), every coefficient is nonzero, the members lie in the domain, and an inde
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any, Mapping, Sequence
 
 import sympy as sp
 
 from ..families import Family
+from .budget import Work
+from .support import check_member, effective_points
 
 __all__ = ["verify_certificate", "search_shifts", "search_cells", "search_finite_support",
            "is_zero", "valid_member"]
@@ -42,26 +45,12 @@ def _member(family: Family, point: Point) -> sp.Expr:
 
 
 def valid_member(family: Family, point: Point) -> bool:
-    """In the domain and, for user families, numerically a (sub-)density: >= 0, finite mass."""
+    """In the domain and, for user families, a density by the screens of support.py."""
     if not family.in_domain(point):
         return False
     if family.builtin:
         return True
-    from ..families import _numeric_expectation
-
-    try:
-        total = _numeric_expectation(family, lambda s: 1, point)
-        e = _member(family, point)
-        lo, hi = family.support
-        a = float(lo) if lo.is_finite else -5.0
-        b = float(hi) if hi.is_finite else a + 10.0
-        xs = range(int(a), int(b) + 1) if family.discrete else \
-            [sp.Rational(a + (b - a) * (j + 0.5) / 9).limit_denominator(10**6) for j in range(9)]
-        vals = [sp.N(e.subs(family.var, xv)) for xv in xs]
-    except Exception:  # noqa: BLE001 - any failure to evaluate means "not shown valid"
-        return False
-    return (abs(total.imag) < 1e-9 and 1e-12 < total.real < 1e300
-            and all(v.is_real and v >= 0 for v in vals))
+    return check_member(family, point)[0]
 
 
 def _valid_base(family: Family) -> dict[str, sp.Expr] | None:
@@ -101,13 +90,12 @@ def _split(g: sp.Expr, x: sp.Symbol) -> dict[sp.Expr, sp.Expr]:
     return out
 
 
-def _find_relation(decomps: Sequence[Mapping[Any, sp.Expr]], deadline: float, max_size: int = 5):
+def _find_relation(decomps: Sequence[Mapping[Any, sp.Expr]], work: Work, max_size: int = 5):
     """Smallest subset containing member 0 with a 1-dim nullspace and all-nonzero coefficients."""
     n = len(decomps)
     for size in range(2, min(max_size, n) + 1):
         for rest in itertools.combinations(range(1, n), size - 1):
-            if time.monotonic() > deadline:
-                return None
+            work.spend()
             idx = (0,) + rest
             keys = sorted({k for i in idx for k in decomps[i]}, key=sp.default_sort_key)
             if len(keys) >= size:  # more equations than unknowns can still have a nullspace
@@ -139,7 +127,7 @@ def _in_domain_symbolic(family: Family, point: Point) -> bool:
     return not family.constraints
 
 
-def search_shifts(family: Family, deadline: float):
+def search_shifts(family: Family, work: Work):
     """Symbolic parameter-shift search; returns ``(members, coefficients)`` or None."""
     if any(family.expr.atoms(t) for t in (sp.Piecewise, sp.Heaviside)):
         return None
@@ -157,10 +145,9 @@ def search_shifts(family: Family, deadline: float):
     f0 = family.expr
     decomps = []
     for point in cands:
-        if time.monotonic() > deadline:
-            return None
+        work.spend()
         decomps.append(_split(_normal(_member(family, point) / f0), family.var))
-    found = _find_relation(decomps, deadline)
+    found = _find_relation(decomps, work)
     if found is None:
         return None
     idx, coeffs = found
@@ -213,7 +200,7 @@ def _branch(e: sp.Expr, x: sp.Symbol, mid: sp.Expr) -> sp.Expr:
     return e
 
 
-def search_cells(family: Family, deadline: float):
+def search_cells(family: Family, work: Work):
     """Concrete coefficient matching cell by cell at rational parameters near the base point."""
     if family.discrete:
         return None
@@ -225,6 +212,7 @@ def search_cells(family: Family, deadline: float):
     cands = []
     for s in itertools.product(steps, repeat=len(names)):
         point = {n: base[n] + k for n, k in zip(names, s)}
+        work.spend()
         if valid_member(family, point):
             cands.append(point)
     if len(cands) < 2:
@@ -233,23 +221,22 @@ def search_cells(family: Family, deadline: float):
     cells = _cells(exprs, family.var, family.support)
     decomps = []
     for e in exprs:
-        if time.monotonic() > deadline:
-            return None
+        work.spend()
         d = {}
         for ci, (_, _, mid) in enumerate(cells):
             for phi, c in _split(_normal(_branch(e, family.var, mid)), family.var).items():
                 d[(ci, phi)] = d.get((ci, phi), 0) + c
         decomps.append(d)
-    found = _find_relation(decomps, deadline)
+    found = _find_relation(decomps, work)
     if found is None:
         return None
     idx, coeffs = found
     return [cands[i] for i in idx], coeffs
 
 
-def search_finite_support(family: Family, deadline: float):
-    """Any ``m + 1`` pmfs on ``m`` support points are dependent: exact nullspace."""
-    pts = family.support_points()
+def search_finite_support(family: Family, work: Work):
+    """Any ``m + 1`` pmfs on ``m`` (effective) support points are dependent: exact nullspace."""
+    pts, _ = effective_points(family)
     if pts is None:
         return None
     first = family.param_names[0]
@@ -261,21 +248,23 @@ def search_finite_support(family: Family, deadline: float):
         vals = [sp.Rational(j, m + 2) for j in range(1, m + 2)] + \
             [1 + sp.Rational(j, 2) for j in range(0, m + 2)]
     cands = []
+    base = _valid_base(family) if len(family.params) > 1 else {}
+    if base is None:
+        return None
     for v in vals:
-        base = _valid_base(family) if len(family.params) > 1 else {}
-        if base is None:
-            return None
+        work.spend()
         point = dict(base, **{first: v})
         if valid_member(family, point):
             cands.append(point)
-        if len(cands) == m + 1 or time.monotonic() > deadline:
+        if len(cands) == m + 1:
             break
     if len(cands) < m + 1:
         return None
     exprs = [_member(family, c) for c in cands]
+    work.spend(len(pts))
     M = sp.Matrix([[e.subs(family.var, sp.Integer(k)) for e in exprs] for k in pts])
     null = M.nullspace()
-    if not null or time.monotonic() > deadline:
+    if not null:
         return None
     v = list(null[0])
     keep = [i for i, e in enumerate(v) if e != 0]
@@ -373,6 +362,8 @@ def verify_certificate(family: Family, members: Sequence[Point], coefficients: S
     # domain and nonzero coefficients
     for m in members:
         ok = family.in_domain(m) if concrete else _in_domain_symbolic(family, m)
+        if ok and concrete and not family.builtin:
+            ok = valid_member(family, m)
         if not ok:
             return False, checks + [f"member {dict((k, str(v)) for k, v in m.items())} not shown "
                                     "to lie in the parameter domain"]
@@ -385,10 +376,13 @@ def verify_certificate(family: Family, members: Sequence[Point], coefficients: S
         return False, checks + [note]
     checks.append(note)
     S = sum(c * e for c, e in zip(coeffs, exprs))
-    pts = family.support_points()
+    pts, vanish = effective_points(family)
     if pts is not None:
         sym = all(is_zero(S.subs(x, k)) for k in pts)
-        checks.append(f"exact: the combination vanishes at each of the {len(pts)} support points")
+        checks.append(f"exact: the combination vanishes at each of the {len(pts)} points "
+                      f"{pts[0]}..{pts[-1]} of the support"
+                      + (f"; outside them every member is 0 because the parameter-free {vanish}"
+                         if vanish else ""))
     elif S.atoms(sp.Piecewise, sp.Heaviside, sp.Abs) and concrete:
         cells = _cells(exprs, x, family.support)
         sym = all(is_zero(sum(c * _branch(e, x, mid) for c, e in zip(coeffs, exprs)))

@@ -20,21 +20,43 @@
   ``sum_j c_j e^{eta_j u} = 0`` on a set of u containing an interval (continuous, T non-constant)
   or an unbounded infinite set (discrete, infinite support, T a non-constant polynomial) forces
   ``c = 0``.
+
+Every prover checks its preconditions against the density itself before it argues (a failed
+precondition is a note, never a verdict): sampled members must pass the density screens of
+support.py; the exponential-family argument needs ``h(x) != 0`` where it divides by it (shown
+by sympy's assumptions on ``x = lo + k``, k a non-negative integer, for a pmf; numerically
+non-zero at a point of continuity for a density) and, for a pmf, an effective support that is
+unbounded above (``binomial(2, x) p**x (1-p)**(2-x)`` declared on ``0,oo`` lives on {0, 1, 2}
+and is dependent).
 """
 
 from __future__ import annotations
-
-import time
 
 import mpmath
 import numpy as np
 import sympy as sp
 
 from ..families import Family, Transform, check_transform
+from .budget import Work
+from .support import check_member, effective_support
 
 __all__ = ["prove_teicher", "prove_cf_rational", "prove_exponential_family", "prove_kinks"]
 
 _U = sp.Symbol("u", positive=True)
+
+
+def members_are_densities(family: Family, work: Work) -> tuple[bool, str]:
+    """Precondition shared by all provers: the family has members that are densities (the
+    verdict concerns those; linear independence of a set passes to its subsets)."""
+    from .support import density_points
+
+    why = "no parameter point in the domain"
+    for point in density_points(family):
+        work.spend()
+        ok, why = check_member(family, point)
+        if ok:
+            return True, ""
+    return False, f"precondition failed: no sampled member is a density ({why})"
 
 
 def _limit_is_zero(ratio: sp.Expr, t: sp.Symbol, t1: sp.Expr) -> tuple[bool, str]:
@@ -80,13 +102,17 @@ def _numeric_limit_sanity(ratio: sp.Expr, t: sp.Symbol, t1: sp.Expr, rng) -> boo
     return True
 
 
-def prove_teicher(family: Family, tr: Transform, deadline: float, random_state: int = 0):
+def prove_teicher(family: Family, tr: Transform, work: Work, random_state: int = 0):
     """Teicher (1963) Theorem 2 with the family's MGF and lexicographic order; (ok, text)."""
     if tr.kind != "mgf" or not tr.order:  # the MGF domain is the interval (tr.inf, tr.sup)
         return False, "no MGF with an order"
     names = [n for n, _ in tr.order]
     if sorted(names) != sorted(family.param_names):
         return False, "the order must rank every parameter exactly once"
+    ok, why = members_are_densities(family, work)
+    if not ok:
+        return False, why
+    work.spend()
     ok, note = check_transform(family, tr, random_state=random_state)
     if not ok:
         return False, f"the stated MGF failed its numerical check ({note})"
@@ -98,8 +124,7 @@ def prove_teicher(family: Family, tr: Transform, deadline: float, random_state: 
                  + ", ".join(f"{n} {'decreasing' if d == 'desc' else 'increasing'}"
                              for n, d in tr.order) + "), F1 comes first.")
     for j, (name, direction) in enumerate(tr.order):
-        if time.monotonic() > deadline:
-            return False, "time budget exhausted during Teicher's criterion"
+        work.spend(5)  # simplifications and two limits
         P1, P2 = {}, {}
         for i, (nm, d) in enumerate(tr.order):
             p = family.symbol(nm)
@@ -152,7 +177,7 @@ def prove_teicher(family: Family, tr: Transform, deadline: float, random_state: 
     return True, " ".join(lines)
 
 
-def prove_cf_rational(family: Family, tr: Transform, deadline: float, random_state: int = 0):
+def prove_cf_rational(family: Family, tr: Transform, work: Work, random_state: int = 0):
     """cf = exp(i mu s) R_theta(s), R rational with pairwise disjoint pole sets; (ok, text)."""
     if tr.kind != "cf" or tr.location is None:
         return False, "no characteristic function with a location parameter"
@@ -164,6 +189,10 @@ def prove_cf_rational(family: Family, tr: Transform, deadline: float, random_sta
     rest = [p for p in family.params if p != m]
     if len(rest) != 1:
         return False, "pole argument implemented for exactly one non-location parameter"
+    ok, why = members_are_densities(family, work)
+    if not ok:
+        return False, why
+    work.spend()
     ok, note = check_transform(family, tr, random_state=random_state)
     if not ok:
         return False, f"the stated cf failed its numerical check ({note})"
@@ -177,8 +206,7 @@ def prove_cf_rational(family: Family, tr: Transform, deadline: float, random_sta
     r2 = sp.Symbol(f"{r.name}_2", **r.assumptions0)
     for p in poles:
         for q in poles:
-            if time.monotonic() > deadline:
-                return False, "time budget exhausted"
+            work.spend()
             sols = sp.solve(sp.Eq(p.subs(r, r1), q.subs(r, r2)), r2)
             if any(sp.simplify(v - r1) != 0 for v in sols):
                 return False, f"poles {p} may coincide for distinct {r.name}"
@@ -205,7 +233,7 @@ def _kind(T: sp.Expr, x: sp.Symbol):
     return None
 
 
-def prove_exponential_family(family: Family, deadline: float):
+def prove_exponential_family(family: Family, work: Work):
     """Exponential family ``A(theta) h(x) exp(sum_j eta_j(theta) T_j(x))``; (ok, text).
 
     Allowed statistics: powers of x plus possibly ``log x`` (regime A) or powers of ``log x``
@@ -232,8 +260,7 @@ def prove_exponential_family(family: Family, deadline: float):
             return False, f"term {term} couples x and the parameters non-multiplicatively"
         num, T = xpart.as_coeff_Mul()
         eta[T] = eta.get(T, 0) + num * thpart
-        if time.monotonic() > deadline:
-            return False, "time budget exhausted"
+        work.spend()
     eta = {T: e for T, e in eta.items() if sp.simplify(e) != 0}
     if not eta:
         return False, "no parameter-dependent exponent: not an exponential family"
@@ -245,13 +272,29 @@ def prove_exponential_family(family: Family, deadline: float):
     xs = sorted(k[1] for k in kinds.values() if k[0] == "x")
     if logs and not positive_support:
         return False, "log x statistic needs a support inside [0, oo)"
+    ok, why = members_are_densities(family, work)
+    if not ok:
+        return False, why
+    h = sp.exp(sp.Add(*[t for t in sp.Add.make_args(L)
+                        if x in t.free_symbols and not (t.free_symbols & params)]))
+    eff_lo, eff_hi, vanish = effective_support(family)
     if family.discrete:
-        if hi != sp.oo or logs:
-            return False, ("needs an infinite integer support (unbounded above) and polynomial "
-                           "statistics; a finite support only bounds the mixture order")
+        if eff_hi != sp.oo or logs:
+            return False, ("precondition failed: needs a pmf whose effective support is unbounded "
+                           "above and polynomial statistics"
+                           + (f" ({vanish})" if vanish else "")
+                           + "; a finite support only bounds the mixture order")
+        k = sp.Symbol("k", integer=True, nonnegative=True)
+        start = eff_lo if eff_lo.is_finite else sp.Integer(0)
+        work.spend()
+        if sp.simplify(h.subs(x, start + k)).is_positive is not True:
+            return False, (f"precondition failed: could not show h({x}) = {h} > 0 at every integer "
+                           f"{x} >= {start} (needed to divide by it as {x} -> oo)")
         regime = "x -> oo along the integers of the support"
     elif logs and xs and logs != [1]:
         return False, "mixes powers of log x with powers of x"
+    elif not _nonzero_somewhere(h, x, lo, hi):
+        return False, f"precondition failed: h({x}) = {h} was not shown non-zero on the support"
     else:
         regime = ("x -> oo after extending the relation from the support interval by analyticity"
                   if hi != sp.oo else "x -> oo")
@@ -267,6 +310,21 @@ def prove_exponential_family(family: Family, deadline: float):
         "so its coefficient is 0, and induct (a generalised Vandermonde / Teicher-type tail "
         "argument). So the family is linearly independent and, by Yakowitz and Spragins (1968), "
         "finite mixtures are identifiable.")
+
+
+def _nonzero_somewhere(h: sp.Expr, x: sp.Symbol, lo: sp.Expr, hi: sp.Expr) -> bool:
+    """h finite and non-zero at a point of the support, hence (continuity of the whitelisted
+    functions away from their poles) on an interval, where the relation can be divided by h."""
+    mid = (lo + hi) / 2 if lo.is_finite and hi.is_finite else \
+        lo + 1 if lo.is_finite else hi - 1 if hi.is_finite else sp.Integer(0)
+    for xv in (mid, mid + sp.Rational(1, 7)):
+        try:
+            v = complex(sp.N(h.subs(x, xv), 20))
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(v.real) and np.isfinite(v.imag) and abs(v) > 1e-12:
+            return True
+    return False
 
 
 _ENTIRE = (sp.exp, sp.sin, sp.cos, sp.sinh, sp.cosh, sp.erf, sp.erfc)
@@ -290,7 +348,7 @@ def _entire_in(e: sp.Expr, x: sp.Symbol) -> bool:
     return False
 
 
-def prove_kinks(family: Family, deadline: float):
+def prove_kinks(family: Family, work: Work):
     """Distinct singular points: each member is entire in x except for one kink at ``p(theta)``.
 
     If ``sum_j c_j f_j = 0`` and member i's kink ``p_i`` is not a kink of any other member, the
@@ -300,6 +358,9 @@ def prove_kinks(family: Family, deadline: float):
     """
     if len(family.params) != 1 or family.discrete:
         return False, "kink argument implemented for one-parameter continuous families"
+    ok, why = members_are_densities(family, work)
+    if not ok:
+        return False, why
     th, x, e = family.params[0], family.var, family.expr
     atoms = [a for a in e.atoms(sp.Abs, sp.Heaviside) if x in a.free_symbols]
     if not atoms or e.atoms(sp.Piecewise, sp.Min, sp.Max):
@@ -335,8 +396,7 @@ def prove_kinks(family: Family, deadline: float):
     if not (_entire_in(right, x) and _entire_in(left, x)):
         return False, "one-sided branches are not entire"
     for k in range(4):
-        if time.monotonic() > deadline:
-            return False, "time budget exhausted"
+        work.spend()
         jump = sp.simplify(sp.diff(right - left, x, k).subs(x, p))
         if jump.is_zero is False and jump.is_finite:
             return True, (

@@ -13,7 +13,12 @@ from typing import Any
 
 import sympy as sp
 
-__all__ = ["Certificate", "Verdict"]
+__all__ = ["Certificate", "Verdict", "SCOPE"]
+
+SCOPE = ("Family-level statement about finite mixtures of unbounded order. It does not protect a "
+         "deployment whose number of users is known or bounded: there the K-user mixture of "
+         "product distributions is usually identifiable (Allman, Matias and Rhodes 2009); see "
+         "privacy_audit.identifiability.deployment.decide_deployment.")
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ class Verdict:
                 "certificate": None if self.certificate is None else self.certificate.to_dict(),
                 "reason": self.reason, "numeric_evidence": self.numeric_evidence,
                 "density": self.density, "variable": self.variable,
-                "density_latex": self.density_latex}
+                "density_latex": self.density_latex, "scope": SCOPE}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Verdict":

@@ -6,8 +6,10 @@ distributions, calls :func:`attacks.suite.run_attacks`, and prints a table or JS
 
 An uploads file carrying identifier columns (user, device, ip, ...) is a privacy finding: it is
 printed as a ``WARNING`` line on stderr (text mode) and as the first entry of ``"findings"``
-(JSON), and the attacks still run on the anonymous part.  The exit code stays 0: the command
-worked and the finding is its result, not an input error; scripts read ``findings``.
+(JSON), and the attacks still run on the anonymous part.  Without ``--policy`` the exit code stays
+0 (the finding is the result, not an input error); with ``--policy P`` the scorecard
+(``reports.scorecard``, also in the JSON as ``"scorecard"``) is gated: exit 1 when any row FAILs,
+and an identifier column always fails.  Exit codes: 0 pass, 1 policy failure, 2 bad input.
 Bad input files raise :class:`idfree_core.errors.InputError`: one stderr line, exit code 2.
 """
 
@@ -31,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "embeddings beyond the text (default: embedding)")
     parser.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    from reports.policy import add_policy_argument
+
+    add_policy_argument(parser)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -90,7 +95,10 @@ def run(args: argparse.Namespace) -> int:
     from attacks.suite import identifier_finding, parse_attacks, run_attacks
     from idfree_core.uploads import read_oracle, read_uploads_with_findings, read_user_distributions
 
+    from reports.policy import gate, load_policy
+
     attacks = parse_attacks(args.attacks)
+    policy = load_policy(args.policy) if args.policy else None  # bad policy: exit 2 before any work
     pool, identifiers = read_uploads_with_findings(args.uploads)
     oracle = read_oracle(args.oracle, pool) if args.oracle else None
     distributions = read_user_distributions(args.distributions) if args.distributions else None
@@ -100,10 +108,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"idfree-audit attack: WARNING: {identifier_finding(identifiers)}", file=sys.stderr)
     report = run_attacks(pool, oracle=oracle, distributions=distributions, attacks=attacks, features=args.features,
                          random_state=args.seed, progress=not args.json, identifier_columns=identifiers)
+    from reports.policy import Policy
+    from reports.scorecard import build_scorecard, format_scorecard
+
+    rows = build_scorecard(report.results, policy or Policy(), report.marginal, identifiers)
+    code, line = gate(rows, policy) if policy else (0, "")
     if args.json:
         from reports.commands import print_json
 
-        print_json(report.to_dict())
+        print_json({**report.to_dict(), "scorecard": [r.to_dict() for r in rows],
+                    "policy": None if policy is None else {**policy.to_dict(), "exit_code": code, "result": line}})
     else:
         print(format_table(report))
-    return 0
+        print("\nscorecard" + (f" (policy {policy.source})" if policy else " (default thresholds)") + ":")
+        print(format_scorecard(rows, with_meaning=False))
+    if policy:
+        print(f"idfree-audit attack: {line}", file=sys.stderr)
+    return code

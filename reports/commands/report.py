@@ -1,6 +1,7 @@
 """``idfree-audit report``: sweep (built-in default, ``--quick`` or ``--spec``) and write the PDF report.
 
-With ``--results DIR`` it only reports an existing sweep.  Otherwise the sweep's results live in a
+With ``--results DIR`` it only reports an existing sweep.  ``--policy P`` gates the scorecard
+(``reports.policy``): exit 0 pass, 1 when a row FAILs, 2 on bad input.  Otherwise the sweep's results live in a
 folder next to the PDF (``report.pdf`` -> ``report_results/``), so a rerun resumes the sweep.
 """
 
@@ -22,6 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--quick", action="store_true", help="a small built-in sweep (under 3 minutes)")
     parser.add_argument("--out", required=True, metavar="PDF", help="the report to write (e.g. report.pdf)")
     add_execution_arguments(parser)
+    from reports.policy import add_policy_argument
+
+    add_policy_argument(parser)
 
 
 def results_dir_for(pdf: str | Path) -> Path:
@@ -37,6 +41,10 @@ def run(args: argparse.Namespace) -> int:
     from reports.pdf import write_report
     from reports.sweep import SweepSpec, WorkerDied, run_sweep
 
+    from reports.policy import gate, load_policy
+    from reports.scorecard import ScorecardRow
+
+    policy = load_policy(args.policy) if args.policy else None  # bad policy: exit 2 before any work
     out = Path(args.out)
     if out.suffix.lower() != ".pdf":
         raise InputError(f"--out {out}: the report must be a .pdf file")
@@ -50,18 +58,26 @@ def run(args: argparse.Namespace) -> int:
         results = results_dir_for(out)
         try:
             summary = run_sweep(spec, results, workers=args.workers, scheduler=args.scheduler,
-                                point_fn=args.point_fn, progress=not args.json)
+                                point_fn=args.point_fn, progress=not args.json, yes=args.yes)
         except WorkerDied as exc:
             print(f"idfree-audit report: {exc}", file=sys.stderr)
             return 1
         if not args.json:
             print(format_summary(summary))
-    info = write_report(results, out)
+    info = write_report(results, out, policy=policy)
     rec = info["recommended"]
+    rows = [ScorecardRow(**{**r, "ci": None if r["ci"] is None else tuple(r["ci"])}) for r in info["scorecard"]]
+    code, line = gate(rows, policy) if policy else (0, "")
     if args.json:
-        print_json({**info, "results": str(results), "sweep": None if summary is None else summary.to_dict()})
+        print_json({**info, "results": str(results), "sweep": None if summary is None else summary.to_dict(),
+                    "policy": {**info["policy"], "exit_code": code, "result": line} if policy else None})
     else:
+        from reports.scorecard import format_scorecard
+
         print(f"report: {out} ({info['pages']} pages)")
-        print(f"recommended (knee): family={rec['family']} spread={rec.get('spread')} "
-              f"accuracy={rec['accuracy']:.3f} misattribution={rec['misattribution']:.3f}")
-    return 0
+        print(format_scorecard(rows, with_meaning=False))
+        print(f"recommended ({rec['why']}):")
+        print(rec["toml"].rstrip())
+    if policy:
+        print(f"idfree-audit report: {line}", file=sys.stderr)
+    return code

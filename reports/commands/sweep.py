@@ -15,6 +15,8 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run the points on this Dask distributed scheduler (e.g. tcp://host:8786)")
     parser.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
+    parser.add_argument("--yes", action="store_true",
+                        help="run a sweep estimated past an hour or half the machine's memory (refused otherwise)")
     # Tests and advanced users may substitute the point function ("module:function").
     parser.add_argument("--point-fn", default=None, help=argparse.SUPPRESS)
 
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     spec = SweepSpec.from_toml(args.spec)
     try:
         summary = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                            point_fn=args.point_fn, progress=not args.json)
+                            point_fn=args.point_fn, progress=not args.json, yes=args.yes)
     except WorkerDied as exc:
         print(f"idfree-audit sweep: {exc}", file=sys.stderr)
         return 1

@@ -43,35 +43,74 @@ def series(frame: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     return out
 
 
-def pareto_figure(frame: pd.DataFrame, privacy: Sequence[str] = ("misattribution", "best_attack_advantage"),
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
+LINESTYLES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+
+
+def outside_legend(ax, **kw) -> None:
+    """A legend to the right of the axes, never over the data (constrained layout makes room)."""
+    handles, labels = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  fontsize=kw.pop("fontsize", 8), **kw)
+
+
+def knob_styles(frame: pd.DataFrame) -> tuple[list[str], dict[tuple, tuple[str, object]]]:
+    """``(knobs, {values: (marker, linestyle)})``: one distinct marker and line style per combination of
+    the knobs other than family and spread (lr, clip, steps, n_users) that vary in ``frame``."""
+    knobs = varying_knobs(frame)
+    combos = sorted({tuple(r) for r in frame[knobs].itertuples(index=False)}, key=str) if knobs else [()]
+    return knobs, {c: (MARKERS[i % len(MARKERS)], LINESTYLES[i % len(LINESTYLES)]) for i, c in enumerate(combos)}
+
+
+def _combo_label(knobs, combo) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in zip(knobs, combo) if pd.notna(v))
+
+
+def pareto_figure(frame: pd.DataFrame, privacy: Sequence[str] = ("reid_advantage", "misattribution"),
                   utility: str = "accuracy") -> Figure:
-    """One panel per privacy metric: utility against privacy, frontier opaque, dominated faded."""
+    """One panel per privacy metric: utility against privacy, frontier opaque, dominated faded.
+
+    Colour = family, marker = the other swept knobs (``knob_styles``); each point carries its
+    number (column ``number`` when given, else its row position + 1), keyed to the settings table.
+    """
     fig = Figure(figsize=PAGE, layout="constrained")
     axes = fig.subplots(1, len(privacy), squeeze=False)[0]
+    frame = frame.reset_index(drop=True)
+    numbers = frame["number"] if "number" in frame else pd.Series(range(1, len(frame) + 1))
+    knobs, styles = knob_styles(frame)
     for ax, metric in zip(axes, privacy):
         marked = pareto.mark_frontier(frame, utility, metric)
-        for family, group in marked.groupby("family", sort=True):
+        for (family, *combo), group in marked.groupby(["family"] + knobs, sort=True, dropna=False):
             color = FAMILY_COLORS.get(family, "grey")
+            marker = styles.get(tuple(combo), ("o", "-"))[0]
+            extra = _combo_label(knobs, combo)
             for on, alpha in ((True, 1.0), (False, 0.25)):
                 part = group[group["on_frontier"] == on]
                 if part.empty:
                     continue
                 ax.errorbar(part[metric], part[utility], xerr=_err(part, metric), yerr=_err(part, utility),
-                            fmt="o", color=color, alpha=alpha, capsize=2, ms=6,
-                            label=f"{family}" + ("" if on else " (dominated)"))
+                            fmt=marker, color=color, alpha=alpha, capsize=2, ms=6,
+                            label=f"{family}" + (f", {extra}" if extra else "") + ("" if on else " (dominated)"))
+        for i, row in marked.iterrows():
+            if np.isfinite(row[metric]) and np.isfinite(row[utility]):
+                ax.annotate(str(numbers.iloc[i]), (row[metric], row[utility]), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points")
         front = marked[marked["on_frontier"]].sort_values(metric)
         if len(front):
             ax.plot(front[metric], front[utility], "-", color="black", lw=1, label="Pareto frontier")
             k = pareto.knee(front[[utility, metric]].to_numpy(float), (pareto.direction(utility), pareto.direction(metric)))
-            ax.plot(front[metric].iloc[k], front[utility].iloc[k], "*", ms=18, color="crimson",
-                    mec="black", label="knee (recommended)", zorder=5)
+            ax.plot(front[metric].iloc[k], front[utility].iloc[k], "*", ms=16, color="crimson",
+                    mec="black", label="knee of this frontier", zorder=5)
         better = "higher" if pareto.direction(metric) == "higher" else "lower"
         ax.set_xlabel(f"{pareto.LABELS.get(metric, metric)} ({better} = more private)")
         ax.set_ylabel(pareto.LABELS.get(utility, utility))
-        ax.set_title(f"accuracy vs {pareto.LABELS.get(metric, metric)}")
+        ax.set_title(f"accuracy vs {pareto.LABELS.get(metric, metric)}", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="best")
-    fig.suptitle("Privacy-utility trade-off (error bars: 95% CIs on both axes)")
+        outside_legend(ax, fontsize=7)
+    fig.suptitle("Privacy-utility trade-off (error bars: 95% CIs; numbers = rows of the settings table)\n"
+                 "A = (attack score - chance) / (1 - chance) of the strongest single-upload attribution or "
+                 "multi-upload linkage attack", fontsize=10)
     return fig
 
 
@@ -80,10 +119,12 @@ def accuracy_figure(frame: pd.DataFrame) -> Figure:
     fig = Figure(figsize=PAGE, layout="constrained")
     ax = fig.subplots()
     sampled = frame[frame["family"] != "static"]
-    styles = iter(["o-", "s--", "^:", "d-."] * 8)
+    knobs, styles = knob_styles(frame)
     for family, label, group in series(sampled):
+        combo = tuple(group.iloc[0][k] for k in knobs)
+        marker, ls = styles.get(combo, ("o", "-"))
         g = group.groupby("spread", as_index=False)[["accuracy", "accuracy_lo", "accuracy_hi"]].mean()
-        ax.errorbar(g["spread"], g["accuracy"], yerr=_err(g, "accuracy"), fmt=next(styles), capsize=3,
+        ax.errorbar(g["spread"], g["accuracy"], yerr=_err(g, "accuracy"), marker=marker, ls=ls, capsize=3,
                     color=FAMILY_COLORS.get(family, "grey"), label=f"IDfree-PL ({label})")
     xmin, xmax = (sampled["spread"].min(), sampled["spread"].max()) if len(sampled) else (0, 1)
 
@@ -96,20 +137,19 @@ def accuracy_figure(frame: pd.DataFrame) -> Figure:
     if "accuracy_central" in frame:
         band(frame, "accuracy_central", "central (no personalization)", "black", "--")
     if "accuracy_static" in frame:  # one static baseline per value of the varying knobs (e.g. lr)
-        knobs = varying_knobs(frame)
         groups = frame.groupby(knobs, sort=True) if knobs else [((), frame)]
         for i, (key, rows) in enumerate(groups):
             key = key if isinstance(key, tuple) else (key,)
-            extra = ", ".join(f"{k}={v:g}" for k, v in zip(knobs, key))
+            extra = _combo_label(knobs, key)
             band(rows, "accuracy_static", "static embedding (ID-equivalent" + (f", {extra})" if extra else ")"),
-                 FAMILY_COLORS["static"], [":", "-.", "--"][i % 3])
+                 FAMILY_COLORS["static"], LINESTYLES[(i + 1) % len(LINESTYLES)])
     if len(sampled) and xmin > 0 and xmax / xmin > 8:
         ax.set_xscale("log")
     ax.set_xlabel("embedding spread (Gaussian std / Beta spread)")
     ax.set_ylabel("test accuracy")
     ax.set_title("Accuracy: central, static and IDfree-PL (95% CIs)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=9)
+    outside_legend(ax, fontsize=8)
     return fig
 
 
@@ -134,6 +174,7 @@ def format_table(frame: pd.DataFrame, columns: Sequence[str], ci: Sequence[str] 
 def text_page(title: str, body: str, fontsize: float = 9.0, monospace: bool = False) -> Figure:
     """A page of text (title + body) drawn as real text."""
     fig = Figure(figsize=PAGE)
+    fig.set_label(title)
     fig.text(0.05, 0.94, title, fontsize=16, weight="bold", va="top")
     fig.text(0.05, 0.88, body, fontsize=fontsize, va="top", family="monospace" if monospace else None,
              wrap=not monospace)

@@ -8,6 +8,12 @@ points in flight and never a finished one.  Failed points (the point function ra
 recorded with their error and the sweep goes on; on the next run they are retried
 (``retry_failed=True``, the default) because failures such as a killed worker are often transient.
 
+Process hygiene (``reports.sweep.lifecycle``): workers die with the parent (parent-death signal
+and a watchdog), SIGTERM and SIGINT stop the sweep with every finished point committed, and an
+exclusive lock on the output folder refuses a second sweep there.  ``reports.sweep.budget``
+refuses, before anything is expanded, a sweep estimated past an hour or half the memory unless
+``yes=True`` (``--yes``).
+
 Determinism: a point's randomness comes from its own config (its ``seed``) only, so local,
 serial and Dask execution give identical rows.
 """
@@ -26,6 +32,8 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from idfree_core.errors import InputError
+from reports.sweep.budget import check_size
+from reports.sweep.lifecycle import folder_lock, sigterm_as_interrupt, terminate_workers, worker_init
 from reports.sweep.spec import SweepSpec, point_id
 from reports.sweep.store import ResultsStore
 
@@ -106,7 +114,8 @@ def _local_results(todo, point_fn, workers):
             yield idx, config, run_point(point_fn, config), int(k + 1 < len(todo))
         return
     ctx = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=worker_init,
+                               initargs=(os.getpid(),))
     try:
         futures = {pool.submit(run_point, point_fn, config): (idx, config) for idx, config in todo}
         pending = set(futures)
@@ -120,8 +129,8 @@ def _local_results(todo, point_fn, workers):
                     raise WorkerDied("a sweep worker process died (killed or out of memory); the finished "
                                      "points are saved: rerun the same command to resume") from None
                 yield idx, config, result, min(workers, len(pending))
-    except BaseException:  # interrupted (or the consumer stopped): drop the queued points at once
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # interrupted (or the consumer stopped): drop the queued points, stop the workers
+        terminate_workers(pool)
         raise
     pool.shutdown(wait=True)
 
@@ -154,7 +163,7 @@ def _dask_results(todo, point_fn, scheduler):
 
 def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int | None = None, scheduler=None,
               point_fn: PointFn | str | None = None, retry_failed: bool = True,
-              progress: bool = True) -> SweepSummary:
+              progress: bool = True, yes: bool = False) -> SweepSummary:
     """Run (or resume) ``spec`` into ``out_dir/results.sqlite``; return a :class:`SweepSummary`.
 
     ``workers``: local processes (default ``min(cpu_count, points to do)``; 1 runs in-process).
@@ -164,6 +173,16 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int | None = Non
     """
     if workers is not None and workers < 1:
         raise InputError(f"--workers must be >= 1, got {workers}")
+    warning = check_size(spec.grid, workers, yes)  # before expanding anything
+    if warning:
+        import sys
+
+        print(f"idfree-audit sweep: {warning}", file=sys.stderr)
+    with folder_lock(out_dir), sigterm_as_interrupt():
+        return _run_locked(spec, out_dir, workers, scheduler, point_fn, retry_failed, progress)
+
+
+def _run_locked(spec, out_dir, workers, scheduler, point_fn, retry_failed, progress) -> SweepSummary:
     start = time.perf_counter()
     points = spec.points()
     with ResultsStore(out_dir) as store:
@@ -201,8 +220,9 @@ def run_sweep(spec: SweepSpec, out_dir: str | Path, *, workers: int | None = Non
                         errors[pid] = res["error"]
                     bar.running = running
                     bar.update(1)
-            finally:
+            finally:  # interrupted: close the generator now, so that it stops the workers before we return
                 bar.close()
+                results.close()
         else:
             bar.close()
         final = store.status()

@@ -25,7 +25,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from idfree_core.errors import InputError
-from reports.sweep.spec import BETA_MAX_SPREAD, GRID_KEYS
+from idfree_core.families import get_family_spec
+from reports.sweep.spec import GRID_KEYS
 
 EMBEDDING_SAMPLE = 400   # rows of session-0 embeddings kept per point for the t-SNE figure
 ENTROPY_BINS = 4
@@ -33,9 +34,7 @@ ENTROPY_BINS = 4
 
 def beta_concentration(spread: float) -> float:
     """Concentration ``c`` with ``std(Beta(2c, 5c)) == spread`` (``Var = 10 / (49 (7c + 1))``)."""
-    if not 0 < spread < BETA_MAX_SPREAD:
-        raise InputError(f"spread {spread!r} is out of reach for the Beta family: must be in (0, {BETA_MAX_SPREAD:.4f})")
-    return (10.0 / (49.0 * spread ** 2) - 1.0) / 7.0
+    return get_family_spec("beta").setting_from_spread(spread)
 
 
 def simulation_config(config: Mapping[str, Any]):
@@ -54,10 +53,9 @@ def simulation_config(config: Mapping[str, Any]):
     family = config.get("family", kwargs.get("family", "beta"))
     kwargs["family"] = family
     spread = config.get("spread")
-    if spread is not None and family == "gaussian":
-        kwargs["std"] = float(spread)
-    elif spread is not None and family == "beta":
-        kwargs["beta_concentration"] = beta_concentration(float(spread))
+    spec = get_family_spec(family)
+    if spread is not None and spec.spread_field is not None:  # e.g. Gaussian std, Beta concentration
+        kwargs[spec.spread_field] = spec.setting_from_spread(float(spread))
     for key, target in (("lr", "device_lr"), ("clip", "device_clip"), ("steps", "device_max_steps"),
                         ("n_users", "n_users"), ("seed", "seed"), ("model", "model")):
         if config.get(key) is not None:
@@ -104,17 +102,15 @@ def _roc(results: list) -> dict[str, np.ndarray]:
 
 def _bound(sim, cfg) -> float | None:
     from privacy_audit.misattribution import proximity_bound
+    from privacy_audit.proximity import DEFAULT_INIT
 
-    if cfg.family == "static":
+    if cfg.family not in DEFAULT_INIT:  # the bound covers these families (not point masses)
         return None
-    dist = sim.distributions
-    init = None
-    if cfg.family == "beta":
-        c = cfg.beta_concentration
-        init = {"alpha": 2.0 * c, "beta": 5.0 * c}
+    dist, spec = sim.distributions, get_family_spec(cfg.family)
+    # the common initialisation the devices started from (the family record's, e.g. Beta(2c, 5c))
+    init = spec.initial_params(getattr(cfg, spec.spread_field), "classify")
     bound = proximity_bound(cfg.family, n_users=dist.n_users, dim=dist.dim, lr=cfg.device_lr, clip=cfg.device_clip,
-                            steps=int(sim.metrics["device"]["steps_total"]),
-                            std=cfg.std if cfg.family == "gaussian" else None, init=init, optimizer="adamw",
+                            steps=int(sim.metrics["device"]["steps_total"]), init=init, optimizer="adamw",
                             weight_decay=cfg.device_weight_decay)
     return float(bound.value)
 
@@ -126,6 +122,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     from attacks.suite import run_attacks
     from idfree_core.pipeline import simulate
     from privacy_audit.misattribution import bayes_misattribution
+    from reports.exposure import per_user_exposure
 
     torch.set_num_threads(int(os.environ.get("IDFREE_POINT_THREADS", "1")))
     cfg = simulation_config(config)
@@ -140,7 +137,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     preds = sim.predictions["idfree"]
     ent = preds.sample_entropy if preds.sample_entropy is not None else preds.entropy
     n_classes = int(getattr(sim.corpus, "n_classes", None) or 2)
-    codes, _ = sim.oracle.codes_for(sim.pool)
+    codes, names = sim.oracle.codes_for(sim.pool)
     rows = np.flatnonzero(sim.pool.sessions() == 0)
     rng = np.random.default_rng(seed)
     if rows.size > EMBEDDING_SAMPLE:
@@ -160,6 +157,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
         "data_description": (metrics.get("data") or {}).get("description"),
         "model": metrics.get("model", {}),
         "n_users": n,
+        "per_user": per_user_exposure(mis.per_user, report.summary.get("linkage"), codes, names),
         "artifacts": {"embedding": sim.pool.embedding[rows].astype(np.float32), "user": codes[rows],
                       **_roc(report.results)},
     }

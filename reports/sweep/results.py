@@ -4,7 +4,9 @@ Columns: the swept settings (``family, spread, lr, clip, steps, n_users, seed``)
 metric with its confidence interval as ``<metric>``, ``<metric>_lo``, ``<metric>_hi``:
 ``accuracy`` (IDfree-PL), ``accuracy_central``, ``accuracy_static``, ``misattribution`` (Bayes,
 with ``misattribution_max = (N-1)/N``), ``best_attack_advantage`` (and ``best_attack``, its name),
-``proximity_bound``, and per-attack values ``attack:<name>:<metric>``.
+``proximity_bound``, per-attack values ``attack:<name>:<metric>``, and the report's one privacy
+axis ``reid_advantage`` (``reports.scorecard.reid_advantage``: normalised re-identification
+advantage of the strongest attribution or linkage attack, with ``reid_attack`` naming it).
 """
 
 from __future__ import annotations
@@ -48,6 +50,11 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
         out[f"ceiling_{ceiling}"] = np.nan if value is None else float(value)
     for res in m.get("attacks", []):
         out[f"attack:{res['name']}:{res['metric']}"] = float(res["value"])
+    from reports.scorecard import reid_advantage
+
+    adv, (lo, hi), which = reid_advantage(m.get("attacks", []))
+    out["reid_advantage"], out["reid_advantage_lo"], out["reid_advantage_hi"] = adv, lo, hi
+    out["reid_attack"] = which
     out["elapsed_s"] = row.get("elapsed_s")
     return out
 

@@ -36,6 +36,17 @@ GRID_KEYS: dict[str, tuple[type, Any, str]] = {
 BETA_MAX_SPREAD = math.sqrt(10 / 49)  # std of the initial Beta(2c, 5c) marginal as c -> 0 (point.py)
 TOP_KEYS = ("name", "description", "base", "grid", "attacks", "model")
 ATTACKS = ("clustering", "linkage", "inversion")
+MAX_SPEC_BYTES = 1 << 20
+
+
+def _parse_toml(text: str, source: str) -> Any:
+    """``tomllib.loads`` with every failure (incl. deep nesting) as one InputError line."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise InputError(f"{source}: not valid TOML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise InputError(f"{source}: not valid TOML (nested too deeply)") from None
 
 
 def canonical_json(obj: Any) -> str:
@@ -181,19 +192,17 @@ class SweepSpec:
         p = Path(path)
         if not p.is_file():
             raise InputError(f"{p}: sweep spec not found")
+        if p.stat().st_size > MAX_SPEC_BYTES:
+            raise InputError(f"{p}: larger than {MAX_SPEC_BYTES // 1024} KiB; not a sweep spec")
         try:
-            data = tomllib.loads(p.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            text = p.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
             raise InputError(f"{p}: not valid TOML ({' '.join(str(exc).split())})") from None
-        return cls.from_dict(data, source=str(p), root=p.resolve().parent)
+        return cls.from_dict(_parse_toml(text, str(p)), source=str(p), root=p.resolve().parent)
 
     @classmethod
     def from_toml_string(cls, text: str, source: str = "spec") -> "SweepSpec":
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise InputError(f"{source}: not valid TOML ({' '.join(str(exc).split())})") from None
-        return cls.from_dict(data, source=source)
+        return cls.from_dict(_parse_toml(text, source), source=source)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"name": self.name, "description": self.description, "base": dict(self.base),

@@ -51,13 +51,34 @@ class ResultsStore:
         self.path = self.folder / STORE_NAME
         if not create and not self.path.is_file():
             raise InputError(f"{self.folder}: no sweep results here (missing {STORE_NAME})")
+        existed = self.path.is_file() and self.path.stat().st_size > 0
+        if not create and not existed:
+            raise InputError(f"{self.path}: empty file, not a results store")
         self.folder.mkdir(parents=True, exist_ok=True)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30)
-            with self._conn:
-                self._conn.executescript(_SCHEMA)
+            if create:
+                self._conn = sqlite3.connect(self.path, timeout=30)
+            else:  # reading only: never write into a file we did not create
+                self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+            if existed:
+                self._check_schema()
+            if create:
+                with self._conn:
+                    self._conn.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise InputError(f"{self.path}: not a results store ({exc})") from None
+
+    def _check_schema(self) -> None:
+        """An existing file must hold exactly our tables and columns (a foreign SQLite DB is refused)."""
+        tables = {name for (name,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        want = {"meta": ["key", "value"],
+                "points": ["point_id", "idx", "config", "status", "metrics", "error", "elapsed_s", "finished_at"],
+                "artifacts": ["point_id", "name", "npz"]}
+        if tables != set(want) or any([r[1] for r in self._conn.execute(f"PRAGMA table_info({t})")] != cols
+                                       for t, cols in want.items()):
+            self._conn.close()
+            raise InputError(f"{self.path}: an SQLite database that is not an idfree-audit results store "
+                             f"(tables {sorted(tables)}); refusing to read or write it")
 
     def close(self) -> None:
         self._conn.close()

@@ -1,8 +1,11 @@
 """One battery of identities over every user-embedding family (cf. scipy's test_continuous_basic).
 
-Each case pairs a module of :mod:`idfree_core.distributions` with the scipy.stats distribution it
-must equal (``scipy.stats.beta`` with loc/scale, ``norm``, and a one-atom ``rv_discrete`` for the
-static point mass).  Statistical claims use fixed seeds and z = 5 intervals (per element, so a
+The cases iterate the family registry (:data:`idfree_core.families.FAMILY_SPECS`): every
+registered family's module (``spec.user_module()``) is paired with the scipy.stats distribution it
+must equal (``spec.scipy_distribution``: ``beta`` with loc/scale, ``norm``, Kumaraswamy, a one-atom
+``rv_discrete`` for the static point mass), plus an affine variant of every family taking one.
+A new family registered with :func:`idfree_core.families.register_family_spec` is checked here
+without editing this file.  Statistical claims use fixed seeds and z = 5 intervals (per element, so a
 false alarm is far below 1e-4 per run).
 """
 
@@ -18,10 +21,10 @@ import scipy.stats as st
 import torch
 from hypothesis import given, settings, strategies as hs
 
-from idfree_core.distributions import (BetaUserDistribution, GaussianUserDistribution, StaticUserEmbedding,
-                                       make_user_distribution, to_user_distributions)
+from idfree_core.distributions import make_user_distribution, to_user_distributions
 from idfree_core.errors import InputError
-from idfree_core.uploads import FAMILY_PARAMS, read_user_distributions, write_user_distributions
+from idfree_core.families import FAMILY_SPECS, get_family_spec
+from idfree_core.uploads import read_user_distributions, write_user_distributions
 
 N_TOK, DIM = 2, 3
 Z = 5.0
@@ -29,66 +32,93 @@ Z = 5.0
 
 @dataclass
 class Case:
+    """One module configuration of a registered family, checked against the family's scipy twin."""
+
     name: str
-    make: Callable[..., object]          # (n_tokens, dim, **constrained params) -> module
-    ref: Callable[..., object]           # (**constrained params as arrays) -> frozen scipy distribution
-    params: dict                          # default (per-element) parameter values
-    trainable: tuple                      # constrained params whose raw parameter is trained
-    raw: dict                             # constrained name -> attribute of the raw parameter
-    strategies: dict                      # hypothesis strategies for the gradient check
-    continuous: bool = True
-    support: tuple | None = None          # open interval of the support, if bounded
-    grad_x: dict = field(default_factory=dict)  # closed form d E[x] / d param
+    family: str
+    params: dict | None = None            # per-element constrained parameters (default: the family's init)
+    options: dict = field(default_factory=dict)  # extra module options (link, train_std, ...)
+    loc: float | None = None
+    scale: float | None = None
+
+    @property
+    def spec(self):
+        return get_family_spec(self.family)
+
+    def make(self, n_tokens, dim, **params):
+        return self.spec.make_module(n_tokens, dim, **{f"init_{k}": v for k, v in params.items()},
+                                     **({"loc": self.loc, "scale": self.scale} if self.loc is not None else {}),
+                                     **self.options)
+
+    def ref(self, **params):
+        return self.spec.scipy_distribution(params, self.loc, self.scale)
+
+    @property
+    def continuous(self) -> bool:
+        return not self.spec.is_point_mass
+
+    @property
+    def support(self):
+        lo, hi = self.spec.support
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            return None
+        loc, scale = self.loc or 0.0, 1.0 if self.scale is None else self.scale
+        return (loc + scale * lo, loc + scale * hi)
+
+    @property
+    def raw(self) -> dict:
+        m = self.make(1, 1, **self.scalar_params)
+        return {k: f"raw_{k}" if hasattr(m, f"raw_{k}") else k for k in self.spec.param_names}
+
+    @property
+    def trainable(self) -> tuple:
+        m = self.make(1, 1, **self.scalar_params)
+        return tuple(k for k in self.spec.param_names if getattr(m, self.raw[k]).requires_grad)
+
+    @property
+    def scalar_params(self) -> dict:
+        return {k: float(np.ravel(v)[0]) for k, v in self.default_params.items()}
+
+    @property
+    def default_params(self) -> dict:
+        return self.params if self.params is not None else self.spec.initial_params()
+
+    @property
+    def strategies(self) -> dict:
+        return {k: (_pos(0.8, 12.0) if c is torch.distributions.constraints.positive else _pos(-3.0, 3.0))
+                for k, c in self.spec.constraints.items()}
 
 
 def _pos(lo, hi):
     return hs.floats(lo, hi, allow_nan=False, allow_infinity=False)
 
 
-CASES = [
-    Case("beta", lambda n, d, alpha, beta: BetaUserDistribution(n, d, init_alpha=alpha, init_beta=beta),
-         lambda alpha, beta: st.beta(alpha, beta), {"alpha": [[2.0, 0.8, 5.0], [1.5, 3.0, 9.0]],
-                                                      "beta": [[5.0, 1.2, 6.0], [0.9, 3.0, 2.0]]},
-         ("alpha", "beta"), {"alpha": "raw_alpha", "beta": "raw_beta"},
-         {"alpha": _pos(0.8, 12.0), "beta": _pos(0.8, 12.0)}, support=(0.0, 1.0),
-         grad_x={"alpha": lambda alpha, beta: beta / (alpha + beta) ** 2,
-                 "beta": lambda alpha, beta: -alpha / (alpha + beta) ** 2}),
-    Case("beta_affine", lambda n, d, alpha, beta: BetaUserDistribution(n, d, init_alpha=alpha, init_beta=beta,
-                                                                      loc=-1.5, scale=3.0),
-         lambda alpha, beta: st.beta(alpha, beta, loc=-1.5, scale=3.0), {"alpha": 2.0, "beta": 5.0},
-         ("alpha", "beta"), {"alpha": "raw_alpha", "beta": "raw_beta"},
-         {"alpha": _pos(0.8, 12.0), "beta": _pos(0.8, 12.0)}, support=(-1.5, 1.5),
-         grad_x={"alpha": lambda alpha, beta: 3.0 * beta / (alpha + beta) ** 2,
-                 "beta": lambda alpha, beta: -3.0 * alpha / (alpha + beta) ** 2}),
-    Case("beta_exp_link", lambda n, d, alpha, beta: BetaUserDistribution(n, d, init_alpha=alpha, init_beta=beta,
-                                                                        link="exp"),
-         lambda alpha, beta: st.beta(alpha, beta), {"alpha": 5.0, "beta": 6.0},
-         ("alpha", "beta"), {"alpha": "raw_alpha", "beta": "raw_beta"},
-         {"alpha": _pos(0.8, 12.0), "beta": _pos(0.8, 12.0)}, support=(0.0, 1.0),
-         grad_x={"alpha": lambda alpha, beta: beta / (alpha + beta) ** 2,
-                 "beta": lambda alpha, beta: -alpha / (alpha + beta) ** 2}),
-    Case("gaussian", lambda n, d, mean, std: GaussianUserDistribution(n, d, init_mean=mean, init_std=std),
-         lambda mean, std: st.norm(mean, std), {"mean": [[0.1, -2.0, 0.5], [3.0, 0.0, 1.0]],
-                                                 "std": [[0.2, 1.0, 0.05], [2.0, 0.5, 0.3]]},
-         ("mean",), {"mean": "mean", "std": "raw_std"}, {"mean": _pos(-3.0, 3.0), "std": _pos(0.05, 2.0)},
-         grad_x={"mean": lambda mean, std: 1.0}),
-    Case("gaussian_train_std",
-         lambda n, d, mean, std: GaussianUserDistribution(n, d, init_mean=mean, init_std=std, train_std=True),
-         lambda mean, std: st.norm(mean, std), {"mean": 0.1, "std": 0.2},
-         ("mean", "std"), {"mean": "mean", "std": "raw_std"}, {"mean": _pos(-3.0, 3.0), "std": _pos(0.05, 2.0)},
-         grad_x={"mean": lambda mean, std: 1.0, "std": lambda mean, std: 0.0}),
-    Case("static", lambda n, d, value: StaticUserEmbedding(n, d, init=value),
-         lambda value: st.rv_discrete(values=([float(value)], [1.0])), {"value": 0.37},
-         ("value",), {"value": "value"}, {"value": _pos(-3.0, 3.0)}, continuous=False,
-         grad_x={"value": lambda value: 1.0}),
-]
+# richer per-element parameters where a family's default initialisation is uniform
+PARAMS = {"beta": {"alpha": [[2.0, 0.8, 5.0], [1.5, 3.0, 9.0]], "beta": [[5.0, 1.2, 6.0], [0.9, 3.0, 2.0]]},
+          "gaussian": {"mean": [[0.1, -2.0, 0.5], [3.0, 0.0, 1.0]], "std": [[0.2, 1.0, 0.05], [2.0, 0.5, 0.3]]},
+          "kumaraswamy": {"a": [[2.0, 0.9, 5.0], [1.5, 3.0, 8.0]], "b": [[5.0, 1.3, 6.0], [1.1, 3.0, 2.0]]}}
+# every registered family, plus an affine variant of those that take one, plus option variants
+CASES = [Case(name, name, PARAMS.get(name)) for name in FAMILY_SPECS]
+CASES += [Case(f"{name}_affine", name, loc=-1.5, scale=3.0) for name, spec in FAMILY_SPECS.items() if spec.affine]
+CASES += [Case("beta_exp_link", "beta", {"alpha": 5.0, "beta": 6.0}, {"link": "exp"}),
+          Case("gaussian_train_std", "gaussian", {"mean": 0.1, "std": 0.2}, {"train_std": True})]
 IDS = [c.name for c in CASES]
-FAMILY = {"beta": "beta", "beta_affine": "beta", "beta_exp_link": "beta", "gaussian": "gaussian", "gaussian_train_std": "gaussian",
-          "static": "static"}
+# closed forms of d E[x] / d param where known; other families are checked against scipy's mean
+GRAD_X = {"beta": {"alpha": lambda alpha, beta: beta / (alpha + beta) ** 2,
+                   "beta": lambda alpha, beta: -alpha / (alpha + beta) ** 2},
+          "gaussian": {"mean": lambda mean, std: 1.0, "std": lambda mean, std: 0.0},
+          "static": {"value": lambda value: 1.0}}
+
+
+def test_every_registered_family_is_in_the_battery():
+    assert {c.family for c in CASES} == set(FAMILY_SPECS)
+    for spec in FAMILY_SPECS.values():
+        assert get_family_spec(spec.name) is spec
+        assert spec.user_module().family == spec.name
 
 
 def _module(case: Case, n_tokens=N_TOK, dim=DIM, **params):
-    return case.make(n_tokens, dim, **(params or case.params))
+    return case.make(n_tokens, dim, **(params or case.default_params))
 
 
 def _element_refs(case: Case, module):
@@ -107,14 +137,14 @@ def _samples(module, n: int, seed: int = 0) -> np.ndarray:
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_api_contract(case):
     m = _module(case)
-    fam = FAMILY[case.name]
+    fam = case.family
     assert m.family == fam
-    assert tuple(m.arg_constraints) == FAMILY_PARAMS[fam]
+    assert tuple(m.arg_constraints) == get_family_spec(fam).param_names
     assert m.has_rsample and m.distribution().has_rsample
     d = m.distribution()
     assert tuple(d.event_shape) == (N_TOK, DIM) and tuple(d.batch_shape) == ()
     ex = m.export()
-    assert tuple(ex) == FAMILY_PARAMS[fam]
+    assert tuple(ex) == get_family_spec(fam).param_names
     assert all(v.shape == (N_TOK * DIM,) and v.dtype == np.float64 for v in ex.values())
     np.testing.assert_array_equal(m.parameter_vector().detach().double().numpy(), np.concatenate(list(ex.values())))
     for name in case.trainable:
@@ -216,10 +246,12 @@ def _check_against(est, reference, what):
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_reparameterized_gradient_closed_form(case):
     """d E[x] / d theta against closed forms, e.g. d/dmu E[x] = 1, d/dalpha E[x] = b / (a + b)^2."""
-    m, est = _pathwise_gradient(case, {k: float(np.ravel(v)[0]) for k, v in case.params.items()}, lambda x: x)
+    m, est = _pathwise_gradient(case, case.scalar_params, lambda x: x)
     ex = {k: float(v[0]) for k, v in m.export().items()}
     for name in case.trainable:
-        _check_against(est[name], case.grad_x[name](**ex), f"{case.name} d E[x] / d {name}")
+        closed = GRAD_X.get(case.family, {}).get(name)
+        reference = closed(**ex) if closed is not None and case.loc is None else _fd_reference(case, ex, name, 1)
+        _check_against(est[name], reference, f"{case.name} d E[x] / d {name}")
 
 
 def _fd_reference(case: Case, ex: dict, name: str, moment: int, h: float = 1e-5) -> float:
@@ -235,7 +267,7 @@ def test_reparameterized_gradient_finite_difference(case):
     """Hypothesis over parameters: pathwise d E[x^2] / d theta agrees with a finite difference."""
 
     @settings(max_examples=8, deadline=None, derandomize=True)
-    @given(hs.fixed_dictionaries({k: case.strategies[k] for k in case.params}))
+    @given(hs.fixed_dictionaries(case.strategies))
     def check(params):
         m, est = _pathwise_gradient(case, params, lambda x: x ** 2, seed=7)
         ex = {k: float(v[0]) for k, v in m.export().items()}
@@ -247,8 +279,8 @@ def test_reparameterized_gradient_finite_difference(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_export_round_trips_through_json(case, tmp_path):
-    fam = FAMILY[case.name]
-    users = [_module(case), case.make(N_TOK, DIM, **case.params)]
+    fam = case.family
+    users = [_module(case), case.make(N_TOK, DIM, **case.default_params)]
     with torch.no_grad():  # make the two users differ
         getattr(users[1], case.raw[case.trainable[0]]).add_(0.25)
     dists = to_user_distributions(["ann", "bob"], users)
@@ -259,13 +291,13 @@ def test_export_round_trips_through_json(case, tmp_path):
     for i, mod in enumerate(users):
         for k, v in mod.export().items():
             np.testing.assert_array_equal(back.params[k][i], v)
-    if case.name == "beta_affine":
+    if case.loc is not None:
         np.testing.assert_array_equal(back.loc, np.full(N_TOK * DIM, -1.5))
         np.testing.assert_array_equal(back.scale, np.full(N_TOK * DIM, 3.0))
     else:
         assert back.loc is None and back.scale is None
     # and a module rebuilt from the exported (flattened) parameters is the same distribution
-    rebuilt = case.make(N_TOK, DIM, **{k: back.params[k][1] for k in FAMILY_PARAMS[fam]})
+    rebuilt = case.make(N_TOK, DIM, **{k: back.params[k][1] for k in get_family_spec(fam).param_names})
     torch.testing.assert_close(rebuilt.parameter_vector(), users[1].parameter_vector(), rtol=1e-6, atol=1e-7)
 
 
@@ -280,10 +312,9 @@ def test_same_seed_same_samples(case):
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_identical_initialisation_across_users_by_default(case):
-    fam = FAMILY[case.name]
-    extra = {"loc": -1.5, "scale": 3.0} if case.name == "beta_affine" else {}
-    extra.update({"train_std": True} if case.name == "gaussian_train_std" else {})
-    extra.update({"link": "exp"} if case.name == "beta_exp_link" else {})
+    fam = case.family
+    extra = {"loc": case.loc, "scale": case.scale} if case.loc is not None else {}
+    extra.update(case.options)
     users = [make_user_distribution(fam, N_TOK, DIM, **extra) for _ in range(5)]
     torch.manual_seed(123)  # the global RNG must not matter
     users.append(make_user_distribution(fam, N_TOK, DIM, **extra))
@@ -298,22 +329,25 @@ def test_identical_initialisation_across_users_by_default(case):
     assert torch.equal(a.parameter_vector(), c.parameter_vector())
 
 
-BAD = {
-    "beta": [dict(alpha=0.0, beta=1.0), dict(alpha=-1.0, beta=1.0), dict(alpha=1.0, beta=math.nan),
-             dict(alpha=math.inf, beta=1.0), dict(alpha=np.ones((4, 4)), beta=1.0), dict(alpha="a", beta=1.0)],
-    "gaussian": [dict(mean=0.0, std=0.0), dict(mean=0.0, std=-0.2), dict(mean=math.nan, std=0.2),
-                 dict(mean=np.zeros(7), std=0.2)],
-    "static": [dict(value=math.nan), dict(value=np.zeros((3, 2, 2)))],
-}
+def _bad(case: Case) -> list[dict]:
+    """Invalid constrained parameters, derived from the family's constraints."""
+    ok = case.scalar_params
+    out = []
+    for k, c in case.spec.constraints.items():
+        values = [math.nan, np.ones((4, 4)), "a"]
+        if c is torch.distributions.constraints.positive:
+            values += [0.0, -1.0, math.inf]
+        out += [{**ok, k: v} for v in values]
+    return out
 
 
 @pytest.mark.parametrize("case", CASES, ids=IDS)
 def test_bad_parameters_raise_input_error(case):
-    bad = BAD[FAMILY[case.name]]
+    bad = _bad(case)
     for params in bad:
         with pytest.raises(InputError) as info:
             case.make(N_TOK, DIM, **params)
         assert "\n" not in str(info.value)
     for n_tokens, dim in ((0, 3), (2, -1), (1.5, 3), (True, 3)):
         with pytest.raises(InputError, match="n_tokens|dim"):
-            case.make(n_tokens, dim, **{k: 1.0 for k in case.params})
+            case.make(n_tokens, dim, **{k: 1.0 for k in case.spec.param_names})

@@ -1,0 +1,84 @@
+"""The built-in family records: beta, gaussian, static (point mass) and kumaraswamy.
+
+Common initialisations (every user starts from the same parameters; ``privacy_audit``'s bounds
+rely on it): Beta ``(2c, 5c)`` for classification and ``(5c, 6c)`` for generation with
+concentration ``c`` (``SimulationConfig.beta_concentration``; ``std(Beta(2c, 5c))^2 =
+10 / (49 (7c + 1))`` solved for ``c`` given a spread); Gaussian ``mean = 0.1``, ``std``
+(``SimulationConfig.std``, trained for generation only); static ``value = 0.1``; Kumaraswamy
+``a = 2`` and ``b`` solved so that the marginal standard deviation is ``SimulationConfig.spread``
+(default ``b = 5``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import scipy.stats as st
+from torch.distributions import Beta, Normal, constraints
+
+from idfree_core.families import estimators as est
+from idfree_core.families.kumaraswamy import InteriorKumaraswamy, b_for_std, kumaraswamy, kumaraswamy_std
+from idfree_core.families.point_mass import PointMass
+from idfree_core.families.spec import FamilySpec
+
+_MOD = "idfree_core.distributions:"
+BETA_MAX_SPREAD = math.sqrt(10 / 49)  # std of the initial Beta(2c, 5c) marginal as c -> 0
+KUMARASWAMY_A = 2.0
+
+
+def _beta_init(c, task):
+    c = 1.0 if c is None else float(c)
+    return {"alpha": 2.0 * c, "beta": 5.0 * c} if task == "classify" else {"alpha": 5.0 * c, "beta": 6.0 * c}
+
+
+def _static_scipy(value, loc=0.0, scale=1.0):
+    return st.rv_discrete(values=([float(loc + scale * value)], [1.0]))
+
+
+BETA = FamilySpec(
+    name="beta", param_names=("alpha", "beta"),
+    constraints={"alpha": constraints.positive, "beta": constraints.positive},
+    torch_factory=lambda p: Beta(p["alpha"], p["beta"], validate_args=False),
+    scipy_factory=lambda alpha, beta, loc, scale: st.beta(alpha, beta, loc=loc, scale=scale),
+    module=_MOD + "BetaUserDistribution", params_from_setting=_beta_init,
+    spread_field="beta_concentration", spread_to_setting=lambda s: (10.0 / (49.0 * s ** 2) - 1.0) / 7.0,
+    max_spread=BETA_MAX_SPREAD,
+    mle=lambda x, axis=0: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis))),
+    crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
+    identifiability="beta", affine=True, support=(0.0, 1.0),
+    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta")
+
+GAUSSIAN = FamilySpec(
+    name="gaussian", param_names=("mean", "std"),
+    constraints={"mean": constraints.real, "std": constraints.positive},
+    torch_factory=lambda p: Normal(p["mean"], p["std"], validate_args=False),
+    scipy_factory=lambda mean, std, loc, scale: st.norm(loc + scale * mean, abs(scale) * std),
+    module=_MOD + "GaussianUserDistribution",
+    params_from_setting=lambda s, task: {"mean": 0.1, "std": 0.2 if s is None else float(s)},
+    spread_field="std", spread_to_setting=float,
+    module_options=lambda task: {"train_std": task == "next_token"},
+    mle=lambda x, axis=0: dict(zip(("mean", "std"), est.gaussian_mle(x, axis=axis))),
+    crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
+    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian")
+
+STATIC = FamilySpec(
+    name="static", param_names=("value",), constraints={"value": constraints.real},
+    torch_factory=lambda p: PointMass(p["value"], event_dim=0),
+    scipy_factory=_static_scipy, module=_MOD + "StaticUserEmbedding",
+    params_from_setting=lambda s, task: {"value": 0.1},
+    is_point_mass=True, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
+
+KUMARASWAMY = FamilySpec(
+    name="kumaraswamy", param_names=("a", "b"),
+    constraints={"a": constraints.positive, "b": constraints.positive},
+    torch_factory=lambda p: InteriorKumaraswamy(p["a"], p["b"], validate_args=False),
+    scipy_factory=lambda a, b, loc, scale: kumaraswamy(a, b, loc=loc, scale=scale),
+    module=_MOD + "KumaraswamyUserDistribution",
+    params_from_setting=lambda s, task: {"a": KUMARASWAMY_A,
+                                         "b": 5.0 if s is None else b_for_std(KUMARASWAMY_A, float(s))},
+    spread_field="spread", spread_to_setting=float, max_spread=kumaraswamy_std(KUMARASWAMY_A, 1.0),
+    affine=True, support=(0.0, 1.0),
+    description="Kumaraswamy(a, b) on (0, 1): density a b x^(a-1) (1 - x^a)^(b-1) (Jones 2009)",
+    title="Kumaraswamy")
+
+BUILTIN_SPECS = (BETA, GAUSSIAN, STATIC, KUMARASWAMY)

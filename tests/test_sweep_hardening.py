@@ -1,0 +1,202 @@
+"""Sweep and report hardening (issue 13): orphan-free workers, clean stops, one sweep per folder, refused
+foreign stores, no temp PDF left by a kill, size checks before any work, one-line errors."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import pytest
+
+from reports import cli
+from reports.sweep import ResultsStore, SweepSpec, run_sweep
+from reports.sweep.lifecycle import folder_lock
+
+TESTS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TESTS))  # the fake point functions (_fake_points.py)
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]), "MPLBACKEND": "Agg"}
+
+
+def _spec(tmp_path, sleep_s, n=4):
+    spec = tmp_path / "spec.toml"
+    spec.write_text(f"[base]\nsleep_s = {sleep_s}\n[grid]\nfamily = [\"gaussian\"]\n"
+                    f"spread = {[0.05 * (i + 1) for i in range(n)]}\nn_users = [4]\nseed = [0]\n")
+    return spec
+
+
+def _sweep_proc(spec, out, workers=2):
+    return subprocess.Popen([sys.executable, "-m", "reports.cli", "sweep", str(spec), "--out", str(out), "--json",
+                             "--workers", str(workers), "--point-fn", "_fake_points:slow_point"],
+                            env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _children(pid):
+    out = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                stat = (d / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d.name))
+    return out
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has exited; only its exit status is left for a reaper
+
+
+def _wait(pred, timeout):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return pred()
+
+
+def _n_ok(out):
+    db = Path(out) / "results.sqlite"
+    if not db.is_file() or db.stat().st_size == 0:
+        return 0
+    try:
+        con = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM points WHERE status = 'ok'").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+def test_sigkill_of_the_parent_leaves_no_worker_alive(tmp_path):
+    proc = _sweep_proc(_spec(tmp_path, 60), tmp_path / "out")
+    try:
+        assert _wait(lambda: len(_children(proc.pid)) >= 2, 60), proc.stderr.read() if proc.poll() else "no workers"
+        time.sleep(1.0)  # let the workers reach their initializer
+        kids = _children(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+        assert _wait(lambda: not any(_alive(k) for k in kids), 10), [k for k in kids if _alive(k)]
+    finally:
+        for k in _children(proc.pid):
+            os.kill(k, signal.SIGKILL)
+
+
+def test_sigterm_stops_cleanly_with_finished_points_committed(tmp_path):
+    out = tmp_path / "out"
+    proc = _sweep_proc(_spec(tmp_path, 1.0, n=8), out)
+    assert _wait(lambda: _n_ok(out) >= 2, 90)
+    kids = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "interrupted" in err and "Traceback" not in err
+    assert _wait(lambda: not any(_alive(k) for k in kids), 10)
+    done = _n_ok(out)
+    assert done >= 2
+    summary = run_sweep(SweepSpec.from_toml(tmp_path / "spec.toml"), out, workers=1,
+                        point_fn="_fake_points:fake_point", progress=False)
+    assert summary.n_skipped == done and summary.n_ok == summary.n_points == 8  # nothing lost, resumed
+
+
+def test_second_sweep_on_the_same_folder_is_refused_and_nothing_is_lost(tmp_path, capsys):
+    spec = _spec(tmp_path, 0.0)
+    out = tmp_path / "out"
+    with folder_lock(out):
+        code = cli.main(["sweep", str(spec), "--out", str(out), "--workers", "1",
+                         "--point-fn", "_fake_points:slow_point"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and f"another sweep (pid {os.getpid()})" in err
+    # two processes at once: one runs, the other refuses or finds the work done; the store is complete
+    spec = _spec(tmp_path, 0.5)
+    a, b = _sweep_proc(spec, out, workers=1), _sweep_proc(spec, out, workers=1)
+    (oa, ea), (ob, eb) = a.communicate(timeout=120), b.communicate(timeout=120)
+    assert sorted([a.returncode, b.returncode]) in ([0, 0], [0, 2]), (ea, eb)
+    assert "another sweep" in ea + eb or json.loads(oa)["n_computed"] + json.loads(ob)["n_computed"] == 4
+    with ResultsStore(out, create=False) as store:
+        rows = store.rows()
+    assert len(rows) == 4 and len({r["point_id"] for r in rows}) == 4 and all(r["status"] == "ok" for r in rows)
+
+
+def test_report_refuses_foreign_and_empty_stores_without_writing(tmp_path, capsys):
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    con = sqlite3.connect(foreign / "results.sqlite")
+    con.execute("CREATE TABLE customers (id INTEGER, name TEXT)")
+    con.commit()
+    con.close()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "results.sqlite").write_bytes(b"")
+    for folder, needle in ((foreign, "not an idfree-audit results store"), (empty, "empty file")):
+        before = (folder / "results.sqlite").read_bytes()
+        code = cli.main(["report", "--results", str(folder), "--out", str(tmp_path / "r.pdf")])
+        err = capsys.readouterr().err
+        assert code == 2 and needle in err and err.count("\n") == 1
+        assert (folder / "results.sqlite").read_bytes() == before
+        assert sorted(p.name for p in folder.iterdir()) == ["results.sqlite"]
+    assert not (tmp_path / "r.pdf").exists()
+
+
+def test_sigkill_during_report_leaves_no_hidden_temp_pdf(tmp_path):
+    from reports.pdf import remove_stale_temps
+
+    res = tmp_path / "res"
+    run_sweep(SweepSpec.from_toml(_spec(tmp_path, 0.0)), res, workers=1, point_fn="_fake_points:fake_point",
+              progress=False)
+    out = tmp_path / "r.pdf"
+    proc = subprocess.Popen([sys.executable, "-m", "reports.cli", "report", "--results", str(res), "--out", str(out)],
+                            env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(4.0)
+    proc.kill()
+    proc.wait(10)
+    assert not list(tmp_path.glob(".r.pdf.*"))
+    stale = tmp_path / ".r.pdf.abc123.pdf"  # what an older version (or a kill mid-rename) left behind
+    stale.write_bytes(b"")
+    assert remove_stale_temps(out) == [stale] and not stale.exists()
+
+
+def test_huge_sweep_spec_asks_for_yes_before_any_work(tmp_path, capsys):
+    spec = tmp_path / "huge.toml"
+    spec.write_text("[grid]\nfamily = [\"gaussian\"]\nspread = [%s]\nlr = [%s]\nseed = [%s]\n" % (
+        ", ".join(f"{0.01 * (i + 1):.2f}" for i in range(200)), ", ".join(f"{1e-4 * (i + 1):.4f}" for i in range(100)),
+        ", ".join(str(i) for i in range(100))))
+    start = time.perf_counter()
+    code = cli.main(["sweep", str(spec), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert time.perf_counter() - start < 10
+    assert code == 2 and "2,000,000 points" in err and "--yes" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    code = cli.main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--yes"])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot fit in memory" in err and not (tmp_path / "out").exists()
+
+
+def test_deeply_nested_sweep_toml_is_one_line(tmp_path, capsys):
+    spec = tmp_path / "deep.toml"
+    spec.write_text("x = " + "[" * 100000 + "]" * 100000 + "\n")
+    code = cli.main(["sweep", str(spec), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "not valid TOML" in err
+
+
+def test_report_with_nothing_to_plot_emits_no_legend_warning(tmp_path):
+    from reports.pdf import write_report
+
+    run_sweep(SweepSpec.from_toml(_spec(tmp_path, 0.0, n=2)), tmp_path / "res", workers=1,
+              point_fn="_fake_points:bare_point", progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        write_report(tmp_path / "res", tmp_path / "r.pdf", verdicts=[])
+    assert not [w for w in caught if "legend" in str(w.message).lower()]
