@@ -92,7 +92,9 @@ def gate(rows, policy: Policy) -> tuple[int, str]:
     """``(exit code, one line)`` of a scorecard under ``policy``."""
     bad = failed(rows, policy.fail_on_inconclusive)
     if not bad:
-        return EXIT_PASS, f"policy {policy.name}: PASS ({len(rows)} rows, none failed)"
+        counts = {v: sum(r.verdict == v for r in rows) for v in ("PASS", "INCONCLUSIVE", "NOT RUN")}
+        told = ", ".join(f"{n} {v}" for v, n in counts.items() if n)
+        return EXIT_PASS, f"policy {policy.name}: PASS ({len(rows)} rows, none failed: {told})"
     names = ", ".join(f"{r.label} {r.verdict}" for r in bad)
     return EXIT_POLICY_FAILED, f"policy {policy.name}: FAIL ({names})"
 

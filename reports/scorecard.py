@@ -20,7 +20,7 @@ when no attack measured the threat.  An identifier column (user, device, ip, ...
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence
 
 # threat -> (label, which attack rows measure it, what the number means for a user)
@@ -64,6 +64,16 @@ VERDICTS = ("PASS", "FAIL", "INCONCLUSIVE", "NOT RUN")
 
 def _get(row: Any, key: str, default=None):
     return row.get(key, default) if isinstance(row, Mapping) else getattr(row, key, default)
+
+
+def _epsilon(row: Any) -> float | None:
+    """The row's epsilon lower bound: its own field, or ``details["epsilon"]`` of a linkage AUC row
+    (Clopper-Pearson on TPR/FPR, :func:`attacks.headline.epsilon_lower_bound`)."""
+    own = _get(row, "epsilon_lower_bound")
+    if own is not None:
+        return float(own)
+    eps = (_get(row, "details") or {}).get("epsilon")
+    return None if not isinstance(eps, Mapping) or eps.get("lower_bound") is None else float(eps["lower_bound"])
 
 
 def normalised_advantage(row: Any) -> tuple[float, tuple[float, float]]:
@@ -129,7 +139,7 @@ def _row(threat: str, threshold, candidates: Iterable[Any]) -> ScorecardRow:
     # highest upper CI end; so the verdict of the set is FAIL if any row fails, PASS only if all pass
     t = math.inf if threshold is None else threshold
     (value, ci), best = max(scored, key=lambda s: (s[0][1][0] > t, s[0][1][0] if s[0][1][0] > t else s[0][1][1]))
-    eps = [e for _, r in scored if (e := _get(r, "epsilon_lower_bound")) is not None]
+    eps = [e for _, r in scored if (e := _epsilon(r)) is not None]
     chance, ceiling = float(_get(best, "baseline")), _get(best, "ceiling")
     if ceiling is not None:  # the Bayes ceiling on the same normalised scale
         ceiling = (float(ceiling) - chance) / ((0.0 if _get(best, "metric") in PERFECT_LOW else 1.0) - chance)
@@ -146,7 +156,12 @@ def build_scorecard(attacks: Sequence[Any], policy, marginal: Sequence[Any] = ()
     th = policy.thresholds
     for threat, (features, metrics) in _SOURCES.items():
         cands = [r for r in attacks if _get(r, "features", "embedding") == features and _get(r, "metric") in metrics]
-        rows.append(_row(threat, th.get(threat), cands))
+        row = _row(threat, th.get(threat), cands)
+        if "linkage_top1" in metrics and row.verdict != "NOT RUN":  # the bound lives on the linkage AUC rows
+            eps = [e for r in attacks if _get(r, "features", "embedding") == features and (e := _epsilon(r)) is not None]
+            if eps and (row.epsilon_lower_bound is None or max(eps) > row.epsilon_lower_bound):
+                row = replace(row, epsilon_lower_bound=max(eps))
+        rows.append(row)
     rows.append(_marginal_row(marginal, th.get("marginal_embedding_leakage")))
     label, meaning = THREATS["identifier_columns"]
     n_id = len(identifier_columns)

@@ -57,9 +57,20 @@ def test_scorecard_rows_and_identifier_column_always_fails():
     code, line = gate(rows, Policy())
     assert code == 1 and "identifier columns FAIL" in line
     clean = build_scorecard(attacks[2:4], Policy())
-    assert gate(clean, Policy())[0] == 0
+    code, line = gate(clean, Policy())
+    assert code == 0 and "none failed: 3 PASS, 4 NOT RUN" in line  # what passed and what never ran
     strict = Policy(fail_on_inconclusive=True)
     assert gate(build_scorecard(attacks[2:], strict), strict)[0] == 1  # the text row straddles 0.1
+
+
+def test_linkage_row_carries_the_epsilon_lower_bound_of_the_auc_rows():
+    auc = {**_row("auc", 0.9, 0.5), "details": {"epsilon": {"lower_bound": 1.25, "value": 1.6}}}
+    weak = {**_row("auc", 0.6, 0.5, name="b"), "details": {"epsilon": {"lower_bound": 0.0}}}
+    text = {**_row("auc", 0.99, 0.5, features="text"), "details": {"epsilon": {"lower_bound": 4.0}}}
+    rows = {r.threat: r for r in build_scorecard([_row("linkage_top1", 0.5, 0.2), auc, weak, text], Policy())}
+    assert rows["multi_upload_linkage"].epsilon_lower_bound == pytest.approx(1.25)  # embedding rows only
+    assert rows["single_upload_attribution"].epsilon_lower_bound is None
+    assert "epsilon_lower_bound" in rows["multi_upload_linkage"].to_dict()
 
 
 def test_reid_advantage_is_the_largest_attribution_or_linkage_advantage():

@@ -247,7 +247,7 @@ def decide_deployment(family: str, params: Mapping[str, Any], *, loc=None, scale
                     f"(2009) the {K}-user mixture determines every user's distribution and weight "
                     "up to relabelling. Ranks K are certified by the smallest singular value of "
                     "the users' moment matrix exceeding twice its floating-point error bound "
-                    f"(margins {[round(r.get('margin', 0.0), 1) for r in recs]})." + transform))
+                    f"(margins {', '.join(format(float(r.get('margin', 0.0)), '.3g') for r in recs)})." + transform))
     return DeploymentVerdict(
         identifiable=None, method="none", blocks=block_t, kruskal_ranks=tuple(ranks),
         certificate=tuple(recs), **common,
