@@ -1,20 +1,9 @@
-"""Vectorized maximum-likelihood estimators and Cramér-Rao bounds for Beta and Gaussian coordinates.
+"""Helpers of the inversion attacks around the family estimators.
 
-Beta MLE from the sufficient statistics ``s1 = E[log x]``, ``s2 = E[log(1 - x)]`` (weighted means
-allowed, which makes this the exact weighted M-step of a Beta-mixture EM).  The mean negative
-log-likelihood ``L(a, b) = log B(a, b) - (a - 1) s1 - (b - 1) s2`` is convex with gradient
-``(psi(a) - psi(a+b) - s1, psi(b) - psi(a+b) - s2)`` and Hessian the per-sample Fisher information
-
-    I(a, b) = [[psi1(a) - psi1(a+b), -psi1(a+b)], [-psi1(a+b), psi1(b) - psi1(a+b)]]
-
-(psi = digamma, psi1 = trigamma), so damped Newton with backtracking converges from the
-geometric-mean initialization ``a0 = 1/2 + G_x / (2 (1 - G_x - G_1mx))`` (Johnson, Kotz and
-Balakrishnan, Continuous Univariate Distributions vol. 2, eq. 25.33 approximation).
-
-Cramér-Rao bound for k i.i.d. samples: ``Cov >= I^{-1} / k``; Beta uses the matrix above, the
-Gaussian ``Var(mu) >= sigma^2 / k`` and ``Var(sigma) >= sigma^2 / (2 k)``.  For an asymptotically
-normal unbiased estimator with variance ``v`` the expected absolute error is ``sqrt(2 v / pi)``,
-the scale on which :func:`crb_mae` reports the bound.
+The Beta/Gaussian maximum-likelihood estimators and Cramér-Rao bounds live with the family
+registry (:mod:`idfree_core.families.estimators`, where the equations are cited) and are re-exported
+here; this module adds the unit-interval transforms and the CRB's expected-absolute-error scale
+``sqrt(2 v / pi)`` (:func:`crb_mae`).
 """
 
 from __future__ import annotations
