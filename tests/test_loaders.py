@@ -119,6 +119,24 @@ def test_leaf_reddit(tmp_path):
     assert load_corpus(tmp_path).train == c.train
 
 
+def test_leaf_integer_ids_name_their_string_keys_and_other_ids_are_one_line_errors(tmp_path):
+    data = json.loads(LEAF.read_text())
+    names = {u: i for i, u in enumerate(data["users"])}  # the same users, renamed 0, 1, ...
+    renamed = {"users": list(names.values()),
+               "user_data": {str(i): data["user_data"][u] for u, i in names.items()}}
+    (tmp_path / "ints.json").write_text(json.dumps(renamed))
+    c, ref = load_leaf_reddit(tmp_path / "ints.json"), load_leaf_reddit(LEAF)
+    assert sorted(c.users) == sorted(str(names[u]) for u in ref.users)
+    assert [c.train[str(names[u])] for u in ref.users] == [ref.train[u] for u in ref.users]
+    for bad in ([1, 2], {"a": 1}, None, True, 1.5):
+        (tmp_path / "bad.json").write_text(json.dumps({"users": [bad], "user_data": {}}))
+        with pytest.raises(InputError, match="LEAF user ids are strings or integers"):
+            load_leaf_reddit(tmp_path / "bad.json")
+    (tmp_path / "bad.json").write_text(json.dumps({"users": "u1", "user_data": {}}))
+    with pytest.raises(InputError, match="'users' must be a list"):
+        load_leaf_reddit(tmp_path / "bad.json")
+
+
 def test_generic_csv_with_labels_and_dates():
     c = load_csv(GCSV, "user", "text", "label", "time")
     raw = {}

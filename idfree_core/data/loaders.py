@@ -383,7 +383,12 @@ def load_leaf_reddit(path: str | Path, **options: Any) -> Corpus:
             raise InputError(f"{f}: malformed JSON at line {e.lineno} ({e.msg})") from None
         if not isinstance(data, dict) or "users" not in data or "user_data" not in data:
             raise InputError(f"{f}: not a LEAF file (expected keys 'users' and 'user_data')")
+        if not isinstance(data["users"], list):
+            raise InputError(f"{f}: 'users' must be a list of user ids")
         for u in data["users"]:
+            if isinstance(u, bool) or not isinstance(u, (str, int)):
+                raise InputError(f"{f}: user id {str(u)[:40]!r} is a {type(u).__name__}; LEAF user ids are strings or integers")
+            u = str(u)  # JSON object keys are strings, so an integer id names the key str(id)
             ud = data["user_data"].get(u) if isinstance(data["user_data"], dict) else None
             if not isinstance(ud, dict) or not isinstance(ud.get("x"), list):
                 raise InputError(f"{f}: user {str(u)[:40]!r}: missing user_data entry with an 'x' list")
