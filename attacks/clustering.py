@@ -33,6 +33,7 @@ import warnings
 import numpy as np
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
+from idfree_core.seeding import seed_int
 from attacks.features import build_features, gaussianize
 from attacks.knn import predict_chunked
 from attacks.scoring import bayes_attribution_ceiling, score_partition
@@ -42,18 +43,14 @@ METHODS = ("kmeans", "gmm", "agglomerative", "hdbscan", "auto")
 SPHERICAL_ABOVE_DIM = 16  # user-count selection: spherical GMMs above this dimension (module doc)
 
 
-def _seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2**31 - 1))
-
-
 def _kmeans(x: np.ndarray, k: int, n_init: int, rng, large_n: int):
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if x.shape[0] > large_n:
         model = MiniBatchKMeans(n_clusters=k, init="k-means++", n_init=n_init, batch_size=4096,
-                                max_no_improvement=10, random_state=_seed(rng))
+                                max_no_improvement=10, random_state=seed_int(rng, bits=31))
     else:
-        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=_seed(rng))
+        model = KMeans(n_clusters=k, init="k-means++", n_init=n_init, random_state=seed_int(rng, bits=31))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         model.fit(x)
@@ -80,7 +77,7 @@ def _gmm(x: np.ndarray, k: int, n_init: int, rng, covariance_type: str | None = 
     starts.append(dict(init_params="k-means++", n_init=max(1, n_init)))
     for kw in starts:
         model = GaussianMixture(n_components=k, covariance_type=cov, reg_covar=1e-4, max_iter=300, tol=1e-4,
-                                random_state=_seed(rng), **kw)
+                                random_state=seed_int(rng, bits=31), **kw)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(x)
@@ -203,7 +200,7 @@ class ClusteringAttack(Attack):
             raise InputError(f"n_init must be >= 1, got {self.n_init}")
 
     def _features(self, pool, rng) -> np.ndarray:
-        x = build_features(pool, self.features, random_state=_seed(rng))
+        x = build_features(pool, self.features, random_state=seed_int(rng, bits=31))
         return gaussianize(x) if self.features == "embedding" else x
 
     def fit(self, pool) -> "ClusteringAttack":
@@ -258,7 +255,7 @@ class ClusteringAttack(Attack):
 
         n = x.shape[0]
         if x.shape[1] > 10 and n > 11:
-            x = PCA(n_components=10, random_state=_seed(rng)).fit_transform(x)
+            x = PCA(n_components=10, random_state=seed_int(rng, bits=31)).fit_transform(x)
         idx = np.arange(n) if n <= self.subsample else rng.choice(n, self.subsample, replace=False)
         mcs = self.min_cluster_size or max(5, idx.size // 200)
         self.model_ = HDBSCAN(min_cluster_size=min(mcs, max(2, idx.size)), copy=True).fit(x[idx])

@@ -29,14 +29,11 @@ from __future__ import annotations
 import numpy as np
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
+from idfree_core.seeding import seed_int
 from attacks.features import build_features, gaussianize
 from attacks.knn import knn_blocked, knn_brute, topk_inner
 from attacks.neighbors import knn_pruned
 from idfree_core.errors import InputError
-
-
-def _seed(rng: np.random.Generator) -> int:
-    return int(rng.integers(2**31 - 1))
 
 
 def split_queries(pool, rng) -> tuple[np.ndarray, np.ndarray, str]:
@@ -74,7 +71,7 @@ class _Linkage(Attack):
             raise InputError(f"k must be >= 1, got {self.k}")
         rng = check_random_state(self.random_state)
         self.reference_rows_, self.query_rows_, self.split_ = split_queries(pool, rng)
-        x = build_features(pool, self.features, random_state=_seed(rng))
+        x = build_features(pool, self.features, random_state=seed_int(rng, bits=31))
         if self.features == "embedding" and self._gaussianize:
             x = gaussianize(x)
         self.n_fitted_ = pool.n
@@ -151,7 +148,7 @@ class NearestNeighbourLinkage(_Linkage):
         pruned = self.algorithm == "pruned" or (self.algorithm == "auto" and self._xr.shape[0] >= self.PRUNE_MIN)
         if pruned:
             self.topk_, self.topk_distance_, self.search_ = knn_pruned(
-                self._xq, self._xr, self.k, self.metric, threads=threads, random_state=_seed(rng), return_stats=True)
+                self._xq, self._xr, self.k, self.metric, threads=threads, random_state=seed_int(rng, bits=31), return_stats=True)
         else:
             if self.block_size:
                 self.topk_, self.topk_distance_ = knn_blocked(self._xq, self._xr, self.k, self.metric,

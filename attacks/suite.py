@@ -34,6 +34,7 @@ from typing import Any, Callable
 import numpy as np
 
 from attacks.base import AttackResult, check_random_state
+from idfree_core.seeding import seed_int
 from attacks.text import FEATURE_SETS, MarginalLeakage, marginal_leakage
 from idfree_core.errors import InputError
 
@@ -94,10 +95,6 @@ def identifier_finding(columns) -> str:
             "(The attacks below ignore them.)")
 
 
-def _seed(rng) -> int:
-    return int(rng.integers(2**31 - 1))
-
-
 def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None, max_n: int = 5000,
                      random_state=0) -> tuple[int, dict[int, float]]:
     """The adversary's estimate of the number of users: BIC over diagonal (d <= 16) or spherical GMMs.
@@ -109,7 +106,7 @@ def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None
     from attacks.features import build_features, gaussianize
 
     rng = check_random_state(random_state)
-    x = build_features(pool, features, random_state=_seed(rng))
+    x = build_features(pool, features, random_state=seed_int(rng, bits=31))
     if features == "embedding":
         x = gaussianize(x)
     if pool.n < 4:
@@ -142,7 +139,7 @@ class SuiteContext:
     n_users_method: str = N_USERS_METHOD
 
     def seed(self) -> int:
-        return _seed(self.rng)
+        return seed_int(self.rng, bits=31)
 
     def n_users(self, features: str) -> int:
         if features not in self.estimates:

@@ -31,6 +31,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
+from idfree_core.seeding import seed_int
 from attacks.inversion import estimators as est
 from attacks.inversion.betamix import BetaMixture
 from attacks.inversion.parameter import bootstrap_mean_ci, user_params
@@ -40,10 +41,6 @@ from idfree_core.errors import InputError
 
 NAME = "mixture_inversion"
 FIT_MAX_N = 50000  # EM runs on a random subsample of at most this many uploads; all are then assigned
-
-
-def _seed(rng) -> int:
-    return int(rng.integers(2**31 - 1))
 
 
 def guess_family(embedding: np.ndarray, transform=None) -> str:
@@ -176,7 +173,7 @@ class MixtureInversion(Attack):
 
             self.model_ = GaussianMixture(n_components=k, covariance_type="diag", n_init=self.n_init,
                                           max_iter=self.max_iter, reg_covar=1e-6, init_params="k-means++",
-                                          random_state=_seed(rng))
+                                          random_state=seed_int(rng, bits=31))
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 self.model_.fit(fit)
