@@ -39,6 +39,12 @@ def _finite(x) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
+def _epsilon(x) -> float | str | None:
+    """JSON-safe epsilon: ``"inf"`` where the loss is unbounded (distinct point masses), None if unknown."""
+    x = None if x is None else float(x)
+    return "inf" if x == math.inf else _finite(x)
+
+
 def theory_metrics(dist, seed: int, uploads=UPLOADS, delta: float = DELTA, target_halfwidth: float = 0.01) -> dict:
     """``{"by_uploads_per_user": {...}, "dp": {...}, "deployment": {...}}`` for one point's users."""
     from privacy_audit.dp import privacy_in_dp_terms
@@ -60,7 +66,7 @@ def theory_metrics(dist, seed: int, uploads=UPLOADS, delta: float = DELTA, targe
         dp = privacy_in_dp_terms(dist.family, params, uploads=DP_UPLOADS, delta=delta, n_samples=DP_SAMPLES,
                                  random_state=seed)
         out["dp"] = {"model": dp.model, "delta": float(dp.delta), "gdp_mu_per_upload": _finite(dp.gdp_mu_per_upload),
-                     "epsilon": {k: _finite(v) for k, v in dp.epsilon.items()},
+                     "epsilon": {k: _epsilon(v) for k, v in dp.epsilon.items()},
                      "worst_pair": [int(i) for i in dp.worst_pair]}
     except (ValueError, ArithmeticError, RuntimeError, NotImplementedError, KeyError) as exc:
         out["dp"] = _error(exc)
