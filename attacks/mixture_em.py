@@ -269,7 +269,7 @@ def select_variant(x: np.ndarray, k: int, max_n: int = 20000, random_state=0) ->
 
 
 def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 20000, holdout: float = 0.25,
-                          random_state=0) -> tuple[int, tuple[int, int], dict[int, float]]:
+                          random_state=0, rule: str = "best") -> tuple[int, tuple[int, int], dict[int, float]]:
     """Number of components by held-out log-likelihood (cross-validated likelihood, Smyth 2000).
 
     Mixtures of the Gaussian-diagonal and Student-t variants are fitted on ``1 - holdout`` of the
@@ -279,6 +279,8 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     1 user on 200 users x 30 uploads in 32 dimensions), held-out likelihood rewards every component
     that generalises.  Returns ``(k, (k_lo, k_hi), {k: held-out log-likelihood})``; the range holds
     every ``k`` tried whose held-out total is within two paired standard errors of the best.
+    ``rule="one_se"``: return the smallest ``k`` within one paired standard error of the best instead of
+    the best (the one-standard-error rule: the argmax of a noisy held-out curve overshoots).
     """
     rng = check_random_state(random_state)
     x = np.asarray(x, dtype=np.float32)
@@ -315,4 +317,6 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     best = max(rows, key=lambda j: rows[j].sum())
     close = [k for k, r in rows.items()
              if (rows[best] - r).sum() <= 2.0 * np.std(rows[best] - r) * np.sqrt(n_val)]
+    if rule == "one_se":  # the smallest k within one paired standard error of the best (Breiman et al. 1984)
+        best = min(k for k, r in rows.items() if (rows[best] - r).sum() <= np.std(rows[best] - r) * np.sqrt(n_val))
     return int(best), (int(min(close)), int(max(close))), {k: float(r.sum()) for k, r in sorted(rows.items())}

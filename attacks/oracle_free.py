@@ -101,13 +101,14 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
     rng = check_random_state(random_state)
     transform = transform if transform is not None else _auto_transform(pool, features)
     x = em_features(pool, features, transform, random_state=seed_int(rng, 31))
+    given = None if n_users is None else "given (the suite's estimate)"
     if n_users is None:
         n_users, n_users_range = estimate_users(x, random_state=seed_int(rng, 31))
     k_range = [int(v) for v in (n_users_range or (n_users, n_users))]
     em = EMAttribution(n_users=int(n_users), features=features, transform=transform, n_init=2,
                        random_state=seed_int(rng, 31)).fit(pool)
     out = {"features": features, "n_users_estimated": int(em.n_users_estimated_), "n_users_range": k_range,
-           "n_users_method": "held-out log-likelihood of MAP-EM mixtures (Smyth 2000)", "variant": em.variant_,
+           "n_users_method": "held-out log-likelihood of MAP-EM mixtures (Smyth 2000)" if given is None else given, "variant": em.variant_,
            "attribution": attribution_risk(em.max_posterior_, em.model_.weights_, k_range, rng, n_boot, confidence),
            "confidence": confidence, "definition": DEFINITION}
     ref, qry, split = split_queries(pool, rng)
@@ -148,7 +149,7 @@ def format_oracle_free(r: dict) -> list[str]:
     a, lk = r["attribution"], r["linkage"]
     lo, hi = r["n_users_range"]
     return [f"oracle-free risk ({r['features']} features, {int(r['confidence'] * 100)}% CIs; model-based, no oracle):",
-            f"  estimated number of users: {r['n_users_estimated']} (range {lo}..{hi}, by held-out likelihood)",
+            f"  estimated number of users: {r['n_users_estimated']} (held-out-likelihood range {lo}..{hi})",
             f"  attribution: expected accuracy {a['expected_accuracy']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}] "
             f"vs chance {a['chance']:.3f}: risk {a['risk']:.3f} [{a['risk_ci'][0]:.3f}, {a['risk_ci'][1]:.3f}]",
             f"  linkage: attack rate {lk['attack_rate']:.3f} vs control {lk['control_rate']:.3f}: "

@@ -1,15 +1,17 @@
 """The attack suite: every attack against one pool, scored against the oracle when there is one.
 
 :func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The default adversary does
-not know the number of users: clustering chooses it by BIC (:func:`attacks.clustering.select_n_clusters`)
+not know the number of users: BIC (:func:`estimate_n_users`) chooses it unless held-out likelihood
+(:meth:`SuiteContext.n_users_heldout`) rejects that choice (BIC collapses to 1 user on 200 users x 30
+uploads in 32 dimensions), see :meth:`SuiteContext.n_users`
 and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
 model selection runs once.  The oracle and the true distributions are used only for scoring
 (and, in parameter inversion, to select k linked uploads: see its docstring).
 
 Attack groups (``attacks=``):
 
-* ``clustering``: Gaussian mixture with BIC model selection (``method="auto"``), and k-means with
-  the BIC-estimated number of users.  Given the oracle (``known_n_users=False`` switches it off),
+* ``clustering``: Gaussian mixture (covariance type by BIC, ``method="auto"``), and k-means, with
+  the estimated number of users.  Given the oracle (``known_n_users=False`` switches it off),
   also the stronger adversary who knows the number of users (a deployment's user count is often
   public): ``clustering[auto][n_users known]`` and ``mixture_inversion[...][n_users known]`` (the
   latter only when the estimate differs); every clustering and mixture-inversion result states its
@@ -41,7 +43,7 @@ from idfree_core.errors import InputError
 ATTACK_GROUPS = ("clustering", "linkage", "inversion", "attribute")
 DEFAULT_ATTACKS = ("clustering", "linkage", "inversion")
 MAX_LINKS_IN_SUMMARY = 1000
-N_USERS_METHOD = "by BIC of Gaussian mixtures, diagonal (d <= 16) or spherical (no oracle)"
+N_USERS_METHOD = "by BIC, unless outside the held-out-likelihood range (Smyth 2000), then held-out (no oracle)"
 
 
 @dataclass(frozen=True)
@@ -143,8 +145,17 @@ class SuiteContext:
         return seed_int(self.rng, bits=31)
 
     def n_users(self, features: str) -> int:
+        """The adversary's user count: the BIC choice (:func:`estimate_n_users`) unless held-out
+        likelihood rejects it, i.e. it lies outside the held-out range of :meth:`n_users_heldout`, then
+        the held-out estimate (BIC's ``p log n`` penalty collapses many small users in many dimensions
+        to one; on a few well-separated users BIC is exact and held-out likelihood noisier)."""
         if features not in self.estimates:
-            self.estimates[features] = estimate_n_users(self.pool, features, random_state=self.seed())
+            k_bic, crit = estimate_n_users(self.pool, features, random_state=self.seed())
+            k_ho, (lo, hi) = self.n_users_heldout(features)
+            k = k_bic if lo <= k_bic <= hi else k_ho
+            self.estimates[features] = (k, crit)
+            self.summary.setdefault("n_users_range", [int(lo), int(hi)])
+            self.summary.setdefault("n_users_by", {"bic": int(k_bic), "heldout": int(k_ho), "chosen": int(k)})
         return self.estimates[features][0]
 
     def transform(self, features: str):
@@ -277,12 +288,12 @@ def _oracle_free(ctx: SuiteContext, features: str) -> dict:
     """The model-based risk an auditor without an oracle can report (:mod:`attacks.oracle_free`)."""
     from attacks.oracle_free import oracle_free_risk
 
-    k, k_range = ctx.n_users_heldout(features)
+    k, k_range = ctx.n_users(features), ctx.n_users_heldout(features)[1]
     return oracle_free_risk(ctx.pool, features, ctx.transform(features), n_users=k, n_users_range=k_range,
                             random_state=ctx.seed())
 
 
-def _with_assumption(result: AttackResult, n_true: int | None, how_estimated: str = "by BIC") -> AttackResult:
+def _with_assumption(result: AttackResult, n_true: int | None, how_estimated: str = N_USERS_METHOD) -> AttackResult:
     """State what the adversary knew about the number of users (name suffix and details)."""
     if n_true is None:
         how = f"number of users unknown: estimated from the pool {how_estimated}"
