@@ -11,7 +11,7 @@ record gives
   :meth:`FamilySpec.json_schema` (one user's object in ``user_distributions.json``);
 * the **common initialisation**: the configuration knob that sets the spread (``spread_field``, a
   ``SimulationConfig`` field), :meth:`setting_from_spread` and :meth:`initial_params`;
-* estimation: ``mle(x, axis)`` and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
+* estimation: ``mle(x, axis, weights=None)`` (weighted: the M-step of a mixture EM) and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
 * the ``nn.Module`` holding one user's trainable parameters (:meth:`user_module`), the key of the
   family in ``privacy_audit.families.BUILTIN`` (``identifiability``), and ``is_point_mass``.
 
