@@ -47,7 +47,9 @@ BETA = FamilySpec(
     mle=lambda x, axis=0, weights=None: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis, weights=weights))),
     crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
     identifiability="beta", affine=True, support=(0.0, 1.0),
-    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta")
+    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta",
+    mixture_identifiability="Beta mixtures are not identifiable, but non-identifiability of the family across all "
+                            "finite mixtures does not protect a known number of well-separated users")
 
 GAUSSIAN = FamilySpec(
     name="gaussian", param_names=("mean", "std"),
@@ -60,7 +62,9 @@ GAUSSIAN = FamilySpec(
     module_options=lambda task: {"train_std": task == "next_token"},
     mle=lambda x, axis=0, weights=None: dict(zip(("mean", "std"), est.gaussian_mle_weighted(x, axis, weights))),
     crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
-    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian")
+    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian",
+    mixture_identifiability="Gaussian mixtures are identifiable (Teicher 1963), so well-separated users are "
+                            "recoverable")
 
 STATIC = FamilySpec(
     name="static", param_names=("value",), constraints={"value": constraints.real},

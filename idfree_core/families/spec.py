@@ -69,6 +69,7 @@ class FamilySpec:
     support: tuple[float, float] = (-math.inf, math.inf)
     description: str = ""
     title: str = ""  # display name in messages ("Beta"); defaults to ``name``
+    mixture_identifiability: str = ""  # what theory says of finite mixtures of the family (attack findings)
 
     def __post_init__(self) -> None:
         if set(self.constraints) != set(self.param_names):
