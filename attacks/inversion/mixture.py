@@ -247,8 +247,9 @@ class MixtureInversion(Attack):
         return result, recovery
 
     def _finding(self, acc: AttackResult, recovery: dict | None, n_users: int) -> str:
-        fam = self.spec_.title or self.family_
-        theory = self.spec_.mixture_identifiability or (
+        spec = get_family_spec(self.family_)
+        fam = spec.title or self.family_
+        theory = spec.mixture_identifiability or (
             f"identifiability of finite {fam} mixtures is not established here; the result is empirical")
         above_chance = acc.advantage_ci[0] > 0
         frac = recovery["fraction_recovered"] if recovery else None
