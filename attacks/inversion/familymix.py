@@ -85,8 +85,15 @@ class FamilyMixture:
 
     def _m_step(self, x: np.ndarray, resp: np.ndarray) -> tuple[dict, np.ndarray]:
         nk = resp.sum(axis=0) + 1e-12
-        fits = [self.spec.mle(x, axis=0, weights=resp[:, j] + 1e-12) for j in range(resp.shape[1])]
-        params = {n: np.stack([f[n] for f in fits]) for n in self.spec.param_names}
+        n, k = resp.shape
+        if n * k * x.shape[1] <= self.block:  # all components in one vectorised call: (n, K, D)
+            shape = (n, k, x.shape[1])
+            fit = self.spec.mle(np.broadcast_to(x[:, None, :], shape), axis=0,
+                                weights=np.broadcast_to(resp[:, :, None] + 1e-12, shape))
+            params = {name: np.asarray(fit[name]) for name in self.spec.param_names}
+        else:
+            fits = [self.spec.mle(x, axis=0, weights=resp[:, j] + 1e-12) for j in range(k)]
+            params = {name: np.stack([f[name] for f in fits]) for name in self.spec.param_names}
         w = np.maximum(nk / nk.sum(), self.min_weight)
         return params, w / w.sum()
 

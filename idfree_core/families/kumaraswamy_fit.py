@@ -82,7 +82,7 @@ def kumaraswamy_mle(x: np.ndarray, axis: int = 0, weights: np.ndarray | None = N
             return _neg_profile(t, lx[:, cols], wfull[:, cols], s[cols])
 
         res = elementwise.find_minimum(f, (LOG_A_GRID[jj - 1], LOG_A_GRID[jj], LOG_A_GRID[jj + 1]),
-                                       args=(idx.astype(np.float64),), tolerances={"xrtol": 1e-10, "xatol": 1e-10})
+                                       args=(idx.astype(np.float64),), tolerances={"xrtol": 1e-9, "xatol": 1e-8})
         ok = np.isfinite(res.x)
         log_a[idx[ok]] = res.x[ok]
     a = np.clip(np.exp(log_a), MIN_PARAM, MAX_PARAM)
