@@ -31,6 +31,7 @@ from attacks.features import build_features, gaussianize
 from attacks.mixture_em import VARIANTS, DiagonalMixture, estimate_n_components, select_variant
 from attacks.scoring import bayes_attribution_ceiling, score_partition
 from idfree_core.errors import InputError
+from attacks.inversion.estimators import is_unit_affine
 from idfree_core.families import get_family_spec
 from idfree_core.seeding import seed_int
 
@@ -49,11 +50,6 @@ def em_features(pool, features: str = "embedding", transform=None, random_state=
         x = np.clip(est.to_unit_interval(x, loc, scale), 1e-6, 1 - 1e-6)
         return gaussianize(x, logit=True).astype(np.float32)
     return gaussianize(x).astype(np.float32)
-
-
-def is_unit_affine(spec) -> bool:
-    """Uploads of ``spec`` are ``loc + scale * x`` with ``x`` in (0, 1) (the map ``em_features`` inverts)."""
-    return spec.affine and tuple(spec.support) == (0.0, 1.0)
 
 
 def bootstrap_mean(values: np.ndarray, rng, n_boot: int = 400, confidence: float = 0.95) -> tuple[float, float]:

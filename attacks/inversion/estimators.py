@@ -51,6 +51,11 @@ def real_line_family() -> str:
     raise InputError("no registered parametric family is supported on the whole real line")
 
 
+def is_unit_affine(spec: FamilySpec) -> bool:
+    """Uploads of ``spec`` are ``loc + scale * x`` with ``x`` in (0, 1) (the map the EM features invert)."""
+    return spec.affine and tuple(spec.support) == (0.0, 1.0)
+
+
 def is_bounded(spec: FamilySpec) -> bool:
     lo, hi = spec.support
     return math.isfinite(lo) and math.isfinite(hi)
@@ -126,14 +131,15 @@ def _loglik(spec: FamilySpec, x: np.ndarray) -> np.ndarray:
     return spec.scipy_distribution(fit).logpdf(x).sum(axis=1)
 
 
-def guess_family(embedding: np.ndarray, transform=None, random_state=0) -> str:
+def guess_family(embedding: np.ndarray, transform=None, random_state=0, compare: bool = True) -> str:
     """The registered parametric family the (transformed) data most plausibly come from.
 
     Candidates: every :func:`parametric_families` member whose ``support`` contains the data; the
     narrowest support wins (data inside (0, 1) are not modelled on the real line).  Among candidates
     of equal support the first registered one is kept unless another fits better by Vuong's test for
     non-nested models (Vuong 1989, Econometrica 57: the mean per-row log-likelihood difference of
-    per-coordinate MLE fits over its standard error exceeds 1.96), on at most ``GUESS_MAX_N`` rows.
+    per-coordinate MLE fits over its standard error exceeds 1.96), on at most ``GUESS_MAX_N`` rows;
+    ``compare=False`` skips that test (the first registered family of the narrowest support).
     """
     x = np.asarray(embedding, dtype=np.float64)
     if transform is not None:
@@ -145,7 +151,7 @@ def guess_family(embedding: np.ndarray, transform=None, random_state=0) -> str:
         return real_line_family()
     width = min(_support_width(s) for s in cands)
     cands = [s for s in cands if _support_width(s) == width]
-    if len(cands) == 1 or x.shape[0] < 10:
+    if len(cands) == 1 or x.shape[0] < 10 or not compare:
         return cands[0].name
     if x.shape[0] > GUESS_MAX_N:
         x = x[np.random.default_rng(random_state).choice(x.shape[0], GUESS_MAX_N, replace=False)]
