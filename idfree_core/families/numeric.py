@@ -23,8 +23,8 @@ import math
 import numpy as np
 import torch
 
-__all__ = ["U_CUTS", "quantile_nodes", "kl_elementwise", "log_affinity_elementwise", "seeded_draws",
-           "params_from_torch"]
+__all__ = ["U_CUTS", "quantile_nodes", "kl_elementwise", "log_affinity_elementwise", "log_ratio_at_quantiles",
+           "log_affinity_from_ratio", "seeded_draws", "params_from_torch"]
 
 _TAIL = [10.0 ** -k for k in range(12, 1, -1)]
 U_CUTS = np.array([0.0] + _TAIL + [0.02, 0.05] + list(np.linspace(0.1, 0.9, 9)) + [0.95, 0.98]
@@ -46,7 +46,7 @@ def _broadcast(p: dict, q: dict) -> tuple[dict, dict, tuple]:
             {k: np.broadcast_to(np.asarray(v, np.float64), shape) for k, v in q.items()}, shape)
 
 
-def _log_ratio_at_quantiles(spec, p: dict, q: dict, chunk: int = 1 << 20):
+def log_ratio_at_quantiles(spec, p: dict, q: dict, chunk: int = 1 << 20):
     """``(log g - log f)(F^-1(u))`` at the nodes, shape ``(*shape, n_nodes)``, and the weights."""
     p, q, shape = _broadcast(p, q)
     u, w = quantile_nodes()
@@ -73,7 +73,7 @@ def kl_elementwise(spec, p: dict, q: dict) -> np.ndarray:
         return np.asarray(val.numpy(), dtype=np.float64)
     except NotImplementedError:
         pass
-    r, w = _log_ratio_at_quantiles(spec, p, q)
+    r, w = log_ratio_at_quantiles(spec, p, q)
     return np.maximum(-(np.where(np.isfinite(r), r, -np.inf) @ w), 0.0)
 
 
@@ -82,10 +82,14 @@ def log_affinity_elementwise(spec, p: dict, q: dict, lam) -> np.ndarray:
 
     ``lam`` broadcasts against the parameters; ``lam = 1/2`` gives ``log BC``.
     """
+    return log_affinity_from_ratio(*log_ratio_at_quantiles(spec, p, q), lam)
+
+
+def log_affinity_from_ratio(r: np.ndarray, w: np.ndarray, lam) -> np.ndarray:
+    """:func:`log_affinity_elementwise` from precomputed :func:`log_ratio_at_quantiles` (any ``lam``)."""
     lam = np.asarray(lam, dtype=np.float64)
     if np.any((lam < 0) | (lam > 1)):
         raise ValueError("lam: the quadrature log-affinity needs 0 <= lam <= 1")
-    r, w = _log_ratio_at_quantiles(spec, p, q)
     lam = np.broadcast_to(lam, r.shape[:-1])[..., None]
     with np.errstate(over="ignore", invalid="ignore"):
         terms = np.where(np.isfinite(r), (1 - lam) * r, np.where(lam == 1, 0.0, -np.inf))
