@@ -13,7 +13,7 @@ Two implementations of one interface (:func:`user_log_density` picks by family):
     to limit cancellation).
 
 * :class:`TorchLogDensity` (any other registered family, e.g. Kumaraswamy, which is not an
-  exponential family in both parameters): the features of ``m`` uploads are the uploads
+  exponential family jointly in (a, b)): the features of ``m`` uploads are the uploads
   themselves, ``(B, m, D)``, drawn by the family record's seeded inverse-CDF sampler
   (:meth:`idfree_core.families.FamilySpec.sample`), and the joint log-likelihood is
   ``sum_k sum_d log f_nd(x_kd)`` from the record's torch distribution, evaluated in chunks.

@@ -11,8 +11,9 @@ and the log-affinity ``log int f^lam g^(1-lam) = log int_0^1 exp((1 - lam) (log 
 (``lam = 1/2``: the Bhattacharyya coefficient; ``0 < lam < 1``: the Chernoff function, bounded by
 1 by Hoelder) the same way.  The rule is composite 16-point Gauss-Legendre on :data:`U_CUTS`, whose
 pieces shrink geometrically towards ``u = 0`` and ``u = 1`` (the log-densities of bounded-support
-laws behave like ``log x`` there); the mass outside ``[1e-12, 1 - 1e-12]`` is dropped (an error
-of order ``1e-12`` times the integrand there).  Checked against the closed forms in
+laws behave like ``log x`` there; quantiles that round onto an endpoint are moved to the nearest
+float inside the support); the mass outside ``[1e-12, 1 - 1e-12]`` is dropped (an error of order
+``1e-12`` times the integrand there).  Checked against the closed forms in
 ``tests/test_family_numeric.py`` (Kumaraswamy(1, b) is Beta(1, b); Beta and Normal vs torch's KL).
 """
 
@@ -54,12 +55,15 @@ def log_ratio_at_quantiles(spec, p: dict, q: dict, chunk: int = 1 << 20):
     flat_p = {k: v.reshape(-1) for k, v in p.items()}
     flat_q = {k: v.reshape(-1) for k, v in q.items()}
     flat = out.reshape(-1, u.size)
+    lo, hi = spec.support
     step = max(1, chunk // u.size)
     for i in range(0, flat.shape[0], step):
         sl = slice(i, min(flat.shape[0], i + step))
         f = spec.scipy_distribution({k: v[sl, None] for k, v in flat_p.items()})
         g = spec.scipy_distribution({k: v[sl, None] for k, v in flat_q.items()})
         x = f.ppf(u[None])
+        if math.isfinite(lo) and math.isfinite(hi):  # quantiles that round onto an endpoint
+            x = np.clip(x, np.nextafter(lo, hi), np.nextafter(hi, lo))
         with np.errstate(divide="ignore", invalid="ignore"):
             flat[sl] = g.logpdf(x) - f.logpdf(x)
     return out, w

@@ -223,7 +223,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             raise InputError(f"the proximity bound needs {' '.join(missing)}")
         std = args.std
-        if std is None and spec.location_scale_normal and dists is not None and dists.family == family \
+        if std is None and spec.location_scale_normal and dists is not None and get_family_spec(dists.family) is spec \
                 and not args.train_std and len(set(dists.params["std"].ravel().tolist())) == 1:
             std = float(dists.params["std"].ravel()[0])  # the file's common fixed std
         try:

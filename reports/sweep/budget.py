@@ -14,6 +14,7 @@ import os
 from typing import Any, Mapping
 
 from idfree_core.errors import InputError
+from idfree_core.families import DEFAULT_FAMILY, get_family_spec
 
 SECONDS_PER_POINT = 60.0
 BYTES_PER_POINT = 64 * 1024
@@ -23,7 +24,7 @@ MAX_SECONDS = 3600.0
 def count_points(grid: Mapping[str, Any]) -> int:
     """An upper bound on the number of points of ``grid`` (exact unless duplicates collapse)."""
     n = 1
-    families = list(grid.get("family", ("beta",)))
+    families = list(grid.get("family", (DEFAULT_FAMILY,)))
     for key, values in grid.items():
         if key in ("family", "spread"):
             continue
@@ -31,7 +32,7 @@ def count_points(grid: Mapping[str, Any]) -> int:
     spread = grid.get("spread")
     per_family = 0
     for fam in families:
-        if fam == "static" or spread is None:
+        if get_family_spec(fam).is_point_mass or spread is None:
             per_family += 1
         elif isinstance(spread, Mapping):
             per_family += max(1, len(spread.get(fam, (None,))))
