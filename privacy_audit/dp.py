@@ -30,7 +30,6 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from scipy import optimize, stats
 
 from idfree_core.seeding import torch_generator
