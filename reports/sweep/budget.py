@@ -14,7 +14,6 @@ import os
 from typing import Any, Mapping
 
 from idfree_core.errors import InputError
-from idfree_core.families import DEFAULT_FAMILY, get_family_spec
 
 SECONDS_PER_POINT = 60.0
 BYTES_PER_POINT = 64 * 1024
@@ -23,6 +22,8 @@ MAX_SECONDS = 3600.0
 
 def count_points(grid: Mapping[str, Any]) -> int:
     """An upper bound on the number of points of ``grid`` (exact unless duplicates collapse)."""
+    from idfree_core.families import DEFAULT_FAMILY, get_family_spec  # on use (torch; workers start quick)
+
     n = 1
     families = list(grid.get("family", (DEFAULT_FAMILY,)))
     for key, values in grid.items():

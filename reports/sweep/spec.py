@@ -19,12 +19,20 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from idfree_core.errors import InputError
-from idfree_core.families import DEFAULT_FAMILY, family_names, get_family_spec, spread_families
 
-FAMILIES = family_names()  # the registered families (idfree_core.families)
+
+def _families():
+    """The family registry, imported on use: it pulls in torch, and sweep workers import this
+    module before their initializer runs (they must stay quick to start)."""
+    import idfree_core.families as families
+
+    return families
+
+
+FAMILIES = ("beta", "gaussian", "static", "kumaraswamy")  # the built-in families, for messages
 # Grid keys in expansion order, with (type, check, description).
 GRID_KEYS: dict[str, tuple[type, Any, str]] = {
-    "family": (str, lambda v: v in family_names(), f"one of {list(FAMILIES)}"),
+    "family": (str, lambda v: v in _families().family_names(), "one of the registered families " + str(list(FAMILIES))),
     "spread": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "lr": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "clip": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
@@ -34,7 +42,7 @@ GRID_KEYS: dict[str, tuple[type, Any, str]] = {
     "model": (str, lambda v: v in ("compact", "minilm", "smollm2") or (v.startswith("hf:") and len(v) > 3),
               "compact, minilm, smollm2 or hf:PATH"),
 }
-from idfree_core.families import BETA_MAX_SPREAD  # noqa: E402,F401  (re-exported; the registry holds it)
+BETA_MAX_SPREAD = math.sqrt(10 / 49)  # as idfree_core.families.BETA_MAX_SPREAD (not imported: see _families)
 TOP_KEYS = ("name", "description", "base", "grid", "attacks", "model")
 ATTACKS = ("clustering", "linkage", "inversion")
 MAX_SPEC_BYTES = 1 << 20
@@ -75,7 +83,8 @@ def _check_value(where: str, key: str, value: Any) -> Any:
 
 def _point_mass(family) -> bool:
     """Whether ``family`` (a point's family; ``None``: the default) is a registered point mass."""
-    return get_family_spec(DEFAULT_FAMILY if family is None else family).is_point_mass
+    fams = _families()
+    return fams.get_family_spec(fams.DEFAULT_FAMILY if family is None else family).is_point_mass
 
 
 def _check_list(source: str, label: str, key: str, values: Any) -> tuple:
@@ -162,16 +171,16 @@ class SweepSpec:
                 continue
             if key == "spread" and isinstance(grid_in[key], Mapping):  # per-family spreads
                 table = grid_in[key]
-                bad_fam = sorted(set(table) - set(spread_families()))
+                bad_fam = sorted(set(table) - set(_families().spread_families()))
                 if bad_fam or not table:
-                    names = "/".join(f"'{n}'" for n in spread_families())
+                    names = "/".join(f"'{n}'" for n in _families().spread_families())
                     raise InputError(f"{source}: grid.spread as a table maps {names} to lists, got {sorted(table)}")
                 grid[key] = {fam: _check_list(source, f"spread.{fam}", key, table[fam]) for fam in sorted(table)}
                 continue
             grid[key] = _check_list(source, key, key, grid_in[key])
         spreads = grid.get("spread", ())
-        for fam in grid.get("family", (DEFAULT_FAMILY,)):
-            spec = get_family_spec(fam)
+        for fam in grid.get("family", (_families().DEFAULT_FAMILY,)):
+            spec = _families().get_family_spec(fam)
             fam_spreads = spreads.get(fam, ()) if isinstance(spreads, dict) else spreads
             if spec.spread_field is not None and any(s >= spec.max_spread for s in fam_spreads):
                 raise InputError(f"{source}: grid.spread must stay below {spec.max_spread:.4f} for the {fam} family "
