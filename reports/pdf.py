@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import io
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -27,6 +28,8 @@ from idfree_core.atomic import atomic_path
 from idfree_core.families import FAMILY_SPECS, point_mass_families
 from reports import figures, pareto
 from reports.analysis import Analysis, analyse
+from reports.figures.tradeoff import varying_knobs
+from reports.figures.uploads import upload_counts
 from reports.policy import Policy
 from reports.provenance import provenance_text
 from reports.summary import exposure_text, scorecard_text, setting_text, summary_text
@@ -76,6 +79,38 @@ def _pick_points(frame: pd.DataFrame, recommended: Mapping[str, Any]) -> list[tu
 def _numbered(settings: pd.DataFrame) -> pd.DataFrame:
     out = settings.copy()
     out.insert(0, "number", range(1, len(out) + 1))
+    return out
+
+
+DEPLOYMENT_NOTE = (
+    "deployment_identifiable: 1 = the mixture of these K trained users is identifiable with K known, certified by "
+    "Kruskal ranks of three coordinate blocks (Allman, Matias and Rhodes 2009); 0 = provably not (e.g. two "
+    "identical users); '-' = unknown; a fraction = certified for that share of seeds. Family-level "
+    "non-identifiability (mixtures of unbounded order) does not protect a deployment with a known number of "
+    "users. misattribution_m<m>: Bayes misattribution when m uploads are known to share a device. "
+    "chernoff_rate: nats per linked upload at which that error decays. dp_epsilon_m<m>: the worst pair's "
+    "epsilon at delta = 1e-5 over m uploads (exact mu-GDP for equal-std Gaussians, else an importance-sampled "
+    "privacy-loss estimate, a lower bound on the mechanism's epsilon). Measured average misattribution implies no "
+    "DP guarantee. proximity_tightness: the guaranteed proximity bound as a share of the Bayes value.")
+
+
+def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
+    """The multi-upload curves and the deployment / DP table (absent from sweeps stored before them)."""
+    out: list[tuple[str, Any]] = []
+    curve = figures.uploads_figure(settings)
+    if curve is not None:
+        out.append(("Many uploads per device", curve))
+    ms = upload_counts(settings)
+    extra = ([f"misattribution_m{m}" for m in ms] + ["chernoff_rate"]
+             + sorted((c for c in settings if c.startswith("dp_epsilon_m")), key=lambda c: int(c[12:]))
+             + ["deployment_identifiable", "proximity_bound", "proximity_tightness"])
+    extra = [c for c in extra if c in settings]
+    if "deployment_identifiable" in extra:
+        title = "Deployment identifiability, linked uploads and DP terms"
+        keys = [c for c in ("number", "family", "spread") if c in settings] + varying_knobs(settings)
+        for page in figures.table_figure(settings, keys + extra, title, ci=[f"misattribution_m{m}" for m in ms],
+                                         note=textwrap.fill(DEPLOYMENT_NOTE, 130)):
+            out.append((title, page))
     return out
 
 
@@ -134,6 +169,7 @@ def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] |
            if {"roc_fpr", "roc_tpr"} <= set(arts[pid])]
     sections.append(("Attacks", figures.attack_figure(frame, attacks, roc)))
     families = sorted(frame["family"].unique())
+    sections.extend(deployment_sections(settings))
     sections.append(("Theory", figures.theory_figure(verdicts if verdicts is not None else _family_verdicts(families),
                                                      frame)))
     sections.append(("Accuracy by prediction-entropy bin", figures.entropy_figure(

@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -30,6 +31,7 @@ from reports import pareto
 KNOBS = ("family", "spread", "lr", "clip", "steps", "n_users")
 METRIC_COLUMNS = ("accuracy", "misattribution", "reid_advantage", "accuracy_central", "accuracy_static")
 PRIVACY = "reid_advantage"
+UPLOAD_COLUMN = re.compile(r"misattribution_m\d+")  # with m uploads linked (reports.sweep.theory)
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
@@ -49,7 +51,7 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {k: first.get(k) for k in KNOBS if k in frame}
         row.update(point_id=f"setting-{gid + 1}", n_seeds=len(part), point_ids=list(part["point_id"]),
                    seeds=sorted(int(s) for s in part["seed"].dropna()) if "seed" in part else [])
-        for col in METRIC_COLUMNS:
+        for col in METRIC_COLUMNS + tuple(c for c in part if UPLOAD_COLUMN.fullmatch(c)):
             if col not in part:
                 continue
             v = part[col].to_numpy(float)
@@ -64,7 +66,8 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
                 half = float(stats.t.ppf(0.975, k - 1) * np.nanstd(v, ddof=1) / math.sqrt(k))
                 w_lo, w_hi = min(w_lo, mean - half), max(w_hi, mean + half)
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = mean, w_lo, w_hi
-        for col in ("misattribution_max", "proximity_bound"):
+        for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "chernoff_rate",
+                    "deployment_identifiable", *[c for c in part if c.startswith("dp_epsilon_m")]):
             if col in part:
                 row[col] = float(np.nanmean(part[col].to_numpy(float))) if part[col].notna().any() else np.nan
         out.append(row)

@@ -156,7 +156,7 @@ def accuracy_figure(frame: pd.DataFrame) -> Figure:
 
 def _fmt(value) -> str:
     if isinstance(value, (float, np.floating)):
-        return "-" if not np.isfinite(value) else f"{value:.4g}"
+        return ("inf" if value == np.inf else "-") if not np.isfinite(value) else f"{value:.4g}"
     return str(value)
 
 
