@@ -65,6 +65,12 @@ def test_bad_params_are_one_line_errors():
         decide_deployment("beta", {"alpha": np.ones((3, 4)), "beta": np.ones((3, 5))})
     with pytest.raises(ValueError):
         decide_deployment("gaussian", {"mean": np.full((2, 3), np.nan), "std": np.ones((2, 3))})
+    # out-of-support parameters get no verdict, not even "unknown" (one coordinate: no blocks)
+    for dims in (1, 6):
+        with pytest.raises(ValueError, match="must be > 0"):
+            decide_deployment("gaussian", {"mean": np.zeros((2, dims)), "std": np.full((2, dims), -1.0)})
+        with pytest.raises(ValueError, match="must be > 0"):
+            decide_deployment("beta", {"alpha": np.ones((2, dims)), "beta": np.zeros((2, dims))})
 
 
 def test_cli_distributions_json(tmp_path, capsys):

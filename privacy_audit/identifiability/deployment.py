@@ -157,6 +157,8 @@ def _validate(family: str, params: Mapping[str, Any]) -> tuple[dict[str, np.ndar
     if expected is not None and set(out) != set(expected):
         raise ValueError(f"decide_deployment: {family} parameters must be {list(expected)}, "
                          f"got {sorted(out)}")
+    if spec is not None:  # the family's own constraints (e.g. std > 0): no verdict on invalid users
+        out = spec.validate(out, where="decide_deployment")
     return out, shape[0], shape[1]
 
 
