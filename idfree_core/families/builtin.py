@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.stats as st
 from torch.distributions import Beta, Normal, constraints
 
@@ -47,6 +48,9 @@ BETA = FamilySpec(
     mle=lambda x, axis=0, weights=None: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis, weights=weights))),
     crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
     identifiability="beta", affine=True, support=(0.0, 1.0),
+    torch_attrs={"alpha": "concentration1", "beta": "concentration0"},
+    mode=lambda alpha, beta: np.where((alpha > 1) & (beta > 1),
+                                      (alpha - 1) / np.maximum(alpha + beta - 2, 1e-300), 0.5),
     description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta",
     mixture_identifiability="Beta mixtures are not identifiable, but non-identifiability of the family across all "
                             "finite mixtures does not protect a known number of well-separated users")
@@ -63,6 +67,7 @@ GAUSSIAN = FamilySpec(
     mle=lambda x, axis=0, weights=None: dict(zip(("mean", "std"), est.gaussian_mle_weighted(x, axis, weights))),
     crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
     identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian",
+    torch_attrs={"mean": "loc", "std": "scale"}, location_scale_normal=True,
     mixture_identifiability="Gaussian mixtures are identifiable (Teicher 1963), so well-separated users are "
                             "recoverable")
 
@@ -71,7 +76,7 @@ STATIC = FamilySpec(
     torch_factory=lambda p: PointMass(p["value"], event_dim=0),
     scipy_factory=_static_scipy, module=_MOD + "StaticUserEmbedding",
     params_from_setting=lambda s, task: {"value": 0.1},
-    is_point_mass=True, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
+    is_point_mass=True, torch_attrs={"value": "value"}, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
 
 KUMARASWAMY = FamilySpec(
     name="kumaraswamy", param_names=("a", "b"),
@@ -84,7 +89,9 @@ KUMARASWAMY = FamilySpec(
     spread_field="spread", spread_to_setting=float, max_spread=kumaraswamy_std(KUMARASWAMY_A, 1.0),
     mle=lambda x, axis=0, weights=None: dict(zip(("a", "b"), kumaraswamy_mle(x, axis=axis, weights=weights))),
     crb=lambda p, k: dict(zip(("a", "b"), kumaraswamy_crb(p["a"], p["b"], k))),
-    affine=True, support=(0.0, 1.0),
+    affine=True, support=(0.0, 1.0), identifiability="kumaraswamy",
+    torch_attrs={"a": "concentration1", "b": "concentration0"},
+    mode=lambda a, b: np.where((a > 1) & (b > 1), ((a - 1) / np.maximum(a * b - 1, 1e-300)) ** (1 / a), 0.5),
     description="Kumaraswamy(a, b) on (0, 1): density a b x^(a-1) (1 - x^a)^(b-1) (Jones 2009)",
     title="Kumaraswamy")
 

@@ -102,9 +102,9 @@ def _roc(results: list) -> dict[str, np.ndarray]:
 
 def _bound(sim, cfg) -> float | None:
     from privacy_audit.misattribution import proximity_bound
-    from privacy_audit.proximity import DEFAULT_INIT
+    from privacy_audit.proximity import proximity_covers
 
-    if cfg.family not in DEFAULT_INIT:  # the bound covers these families (not point masses)
+    if not proximity_covers(cfg.family):  # the bound covers these families (not point masses)
         return None
     dist, spec = sim.distributions, get_family_spec(cfg.family)
     # the common initialisation the devices started from (the family record's, e.g. Beta(2c, 5c))
