@@ -102,3 +102,21 @@ def test_identifiability_command_for_kumaraswamy(capsys):
     assert cli.main(["identifiability", "--family", "kumaraswamy", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["linearly_dependent"] is True and out["certificate"]["verified"] is True
+
+
+def test_a_refused_bound_is_refused_before_the_monte_carlo(tmp_path, capsys, monkeypatch):
+    import privacy_audit.misattribution as mis
+
+    rng = np.random.default_rng(6)
+    dists = UserDistributions("kumaraswamy", ("u0", "u1"), {"a": rng.uniform(1.5, 3, (2, 3)),
+                                                             "b": rng.uniform(2, 6, (2, 3))})
+    path = tmp_path / "user_distributions.json"
+    write_user_distributions(dists, path)
+
+    def no_monte_carlo(*args, **kwargs):
+        raise AssertionError("the Monte Carlo ran before the proximity bound's inputs were checked")
+
+    monkeypatch.setattr(mis, "bayes_misattribution", no_monte_carlo)
+    code = cli.main(["misattribution", "--distributions", str(path), "--lr", "0.01", "--steps", "5", "--clip", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "kumaraswamy" in err[0].lower(), err

@@ -197,17 +197,7 @@ def run(args: argparse.Namespace) -> int:
             check_file(args.priors, args.max_file_mb, "--priors")
         dists = read_user_distributions(args.distributions)
         priors = _read_priors(args.priors, dists.users) if args.priors is not None else None
-        try:
-            est = bayes_misattribution(dists.family, dict(dists.params), priors,
-                                       confidence=args.confidence, target_halfwidth=args.target_halfwidth,
-                                       random_state=args.seed, progress=not args.json)
-        except ValueError as exc:
-            raise InputError(f"{args.distributions}: {exc}") from None
-        bayes = est.to_dict()
-        bayes["per_user"] = None if est.per_user is None else dict(zip(dists.users, bayes["per_user"]))
-        out.update(family=dists.family, n_users=dists.n_users, dim=dists.dim, bayes=bayes)
-        if args.uploads_per_user:
-            out.update(_uploads_and_dp(args, dists, priors))
+    bound_out: dict = {}
     if given:
         users = args.users if args.users is not None else (dists.n_users if dists else None)
         dim = args.dim if args.dim is not None else (dists.dim if dists else None)
@@ -232,7 +222,21 @@ def run(args: argparse.Namespace) -> int:
                                     weight_decay=args.weight_decay, train_std=args.train_std)
         except ValueError as exc:
             raise InputError(str(exc)) from None
-        out.update(bound=bound.value, proximity=bound.to_dict())
+        bound_out = {"bound": bound.value, "proximity": bound.to_dict()}
+    # the Monte Carlo runs only once every input (the bound's too) has been accepted
+    if dists is not None:
+        try:
+            est = bayes_misattribution(dists.family, dict(dists.params), priors,
+                                       confidence=args.confidence, target_halfwidth=args.target_halfwidth,
+                                       random_state=args.seed, progress=not args.json)
+        except ValueError as exc:
+            raise InputError(f"{args.distributions}: {exc}") from None
+        bayes = est.to_dict()
+        bayes["per_user"] = None if est.per_user is None else dict(zip(dists.users, bayes["per_user"]))
+        out.update(family=dists.family, n_users=dists.n_users, dim=dists.dim, bayes=bayes)
+        if args.uploads_per_user:
+            out.update(_uploads_and_dp(args, dists, priors))
+    out.update(bound_out)
     if args.json:
         print_json(out)
         return 0
