@@ -114,4 +114,6 @@ def headline(results, summary: dict | None = None) -> dict:
         out["epsilon"] = out["gdp_mu"] = out["privacy_number"] = None
     if summary and "oracle_free_attribution" in summary:
         out["oracle_free"] = summary["oracle_free_attribution"]
+    if summary and summary.get("oracle_free_risk"):
+        out["oracle_free_risk"] = summary["oracle_free_risk"]
     return out

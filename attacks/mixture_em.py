@@ -24,12 +24,26 @@ products per row block of ``b`` rows) and the memory ``O(b k + k d)``: nothing `
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
 import torch
 
 from idfree_core.seeding import check_random_state, seed_int
+
+
+@contextlib.contextmanager
+def small_problem_threads(n: int, above: int = 20000):
+    """One torch thread below ``above`` rows: small fits are dominated by thread start-up and, on a
+    shared machine, by oversubscription (a 190 x 4 fit: 0.2 s on one thread, 8 s on two under load)."""
+    before = torch.get_num_threads()
+    if n < above:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _rows(n: int, k: int, d: int, budget: int = 2**24) -> int:
@@ -173,7 +187,7 @@ class DiagonalMixture:
             raise ValueError(f"n_components must be between 1 and {n}, got {k}")
         self._total_var = x.double().var(0).clamp_min(1e-12)
         best = None
-        with torch.no_grad():
+        with torch.no_grad(), small_problem_threads(n):
             for _ in range(max(1, int(self.n_init))):
                 w, mu, var = self._init(x, rng)
                 prev = -np.inf

@@ -57,7 +57,7 @@ class AttackReport:
     def to_dict(self) -> dict[str, Any]:
         return {"attacks": [r.to_dict() for r in self.results], "findings": list(self.findings),
                 "summary": self.summary, "marginal": [m.to_dict() for m in self.marginal],
-                "headline": self.headline()}
+                "headline": self.headline(), "oracle_free_risk": self.summary.get("oracle_free_risk")}
 
     def headline(self) -> dict[str, Any]:
         """One comparable privacy number (:func:`attacks.headline.headline`): normalised attribution and
@@ -136,6 +136,7 @@ class SuiteContext:
     probe_texts: Any = None
     traits: Any = None
     estimates: dict = field(default_factory=dict)
+    heldout: dict = field(default_factory=dict)
 
     n_users_method: str = N_USERS_METHOD
 
@@ -146,6 +147,23 @@ class SuiteContext:
         if features not in self.estimates:
             self.estimates[features] = estimate_n_users(self.pool, features, random_state=self.seed())
         return self.estimates[features][0]
+
+    def transform(self, features: str):
+        """Beta's shared affine map from the distributions file (public design), else ``None``."""
+        d = self.distributions
+        return (d.loc, d.scale) if features == "embedding" and d is not None and d.family == "beta" else None
+
+    def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
+        """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),
+        once per feature set; the no-oracle risk summary uses it."""
+        if features not in self.heldout:
+            from attacks.em import em_features
+            from attacks.oracle_free import _auto_transform, estimate_users
+
+            transform = self.transform(features) or _auto_transform(self.pool, features)
+            x = em_features(self.pool, features, transform, random_state=self.seed())
+            self.heldout[features] = estimate_users(x, random_state=self.seed())
+        return self.heldout[features]
 
     def n_references(self) -> int:
         """Reference rows of the linkage split (session 0, or half the pool)."""
@@ -248,6 +266,9 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     if "n_users_estimated" not in summary and ctx.estimates:
         summary["n_users_estimated"] = next(iter(ctx.estimates.values()))[0]
 
+    if oracle is None and ({"clustering", "linkage"} & set(groups)) and pool.n >= 8:
+        summary["oracle_free_risk"] = _oracle_free(ctx, features)
+
     marg = marginal_leakage(results) if len(feature_sets) > 1 else []
     if marg:
         findings.append(_marginal_finding(marg))
@@ -256,6 +277,15 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     # results from the secondary feature sets stay in results; the primary ones come first
     results.sort(key=lambda r: (r.features != features,))
     return AttackReport(results=results, findings=findings, summary=summary, marginal=marg)
+
+
+def _oracle_free(ctx: SuiteContext, features: str) -> dict:
+    """The model-based risk an auditor without an oracle can report (:mod:`attacks.oracle_free`)."""
+    from attacks.oracle_free import oracle_free_risk
+
+    k, k_range = ctx.n_users_heldout(features)
+    return oracle_free_risk(ctx.pool, features, ctx.transform(features), n_users=k, n_users_range=k_range,
+                            random_state=ctx.seed())
 
 
 def _with_assumption(result: AttackResult, n_true: int | None, how_estimated: str = "by BIC") -> AttackResult:

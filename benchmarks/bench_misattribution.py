@@ -1,7 +1,8 @@
 """Benchmark: Bayes misattribution for 1000 users x 768 dims (GPT-2 width) to CI half-width 0.005.
 
 Times :func:`privacy_audit.misattribution.bayes_misattribution` (log-densities of all users at a
-block of samples = one float64 GEMM) and, in the same process, a plain per-user
+block of samples = one float64 GEMM), the bare GEMM it cannot beat (the machine's limit), and,
+in the same process, a plain per-user
 ``torch.distributions`` loop (``log_prob`` of each user at the same samples, then the same
 posterior estimator).  The loop runs on a subset of samples and is extrapolated linearly to the
 sample count the fast path needed; the output says so.
@@ -47,6 +48,20 @@ def loop_baseline(family: str, params: dict, n_samples: int, n_users: int, seed:
     return time.perf_counter() - start
 
 
+def gemm_bound(n_samples: int, n_features: int, n_users: int, reps: int = 3) -> float:
+    """Seconds for the one unavoidable float64 GEMM: ``(n_samples x n_features) @ (n_features x n_users)``
+    (every user's log-density at every sample), best of ``reps``, the same threads as the estimator."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.randn(n_samples, n_features, dtype=torch.float64, generator=gen)
+    w = torch.randn(n_features, n_users, dtype=torch.float64, generator=gen)
+    best = float("inf")
+    for _ in range(reps):
+        start = time.perf_counter()
+        torch.mm(a, w)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -76,6 +91,9 @@ def main() -> None:
         print(f"[{family}] misattribution {est.value:.4f} CI [{est.ci[0]:.4f}, {est.ci[1]:.4f}] "
               f"({est.n_samples} samples, converged={est.converged})")
         print(f"[{family}] matrix-product path: {fast:.2f} s wall, {fast_cpu:.2f} s CPU (all threads)")
+        bound = gemm_bound(est.n_samples, 2 * args.dim, args.users)
+        print(f"[{family}] float64 GEMM bound ({est.n_samples} x {2 * args.dim} @ {2 * args.dim} x {args.users}): "
+              f"{bound:.2f} s   ratio to the bound {fast / bound:.1f}x (goal <= 2x)")
         print(f"[{family}] per-user torch.distributions loop: {slow:.1f} s, extrapolated x{factor:.0f} from "
               f"{slow_sub:.2f} s measured on {sub} samples x {users} users   ratio {slow / fast:.0f}x")
     print(f"(load average at the end: {', '.join(f'{v:.1f}' for v in os.getloadavg())} on {os.cpu_count()} CPUs)")

@@ -52,7 +52,33 @@ class Predictions:
         return out
 
 
-def _batches(n: int, size: int = 512):
+#: Most float32 logits one evaluation batch may hold (64 Mi values = 256 MiB).
+LOGIT_BUDGET = 64 * 2 ** 20
+MAX_EVAL_ROWS = 512
+
+
+def output_width(model) -> int:
+    """Width of one position's logits: the classes (``classify``) or the vocabulary (``next_token``)."""
+    if model.task == "classify":
+        return int(model.n_classes)
+    head = model.hf.get_output_embeddings() if hasattr(model, "hf") else None
+    if head is not None:
+        return int(head.weight.shape[0])
+    return int(getattr(model, "vocab_size", 0) or model.hf.config.vocab_size)
+
+
+def eval_rows(model, seq_len: int, budget: int | None = None, cap: int = MAX_EVAL_ROWS) -> int:
+    """Rows per evaluation batch so that ``rows x positions x width <= budget`` logits.
+
+    A 512-row batch of SmolLM2 next-token logits (64 positions x 49,152 tokens) would hold 6.4 GB;
+    one position per row for ``classify``.
+    """
+    budget = LOGIT_BUDGET if budget is None else budget
+    positions = 1 if model.task == "classify" else max(int(seq_len), 1) + 8  # + user prefix tokens
+    return int(max(1, min(cap, budget // (positions * max(output_width(model), 1)))))
+
+
+def _batches(n: int, size: int = MAX_EVAL_ROWS):
     for s in range(0, n, size):
         yield slice(s, s + size)
 
@@ -62,7 +88,8 @@ def evaluate(model, test, embeddings, users, resample=None, n_samples: int = 0) 
     """Score ``model`` on ``test`` (an ``Encoded``) with one embedding row per document (or None)."""
     model.eval()
     correct, entropy, counts, argmax = [], [], [], []
-    for sl in _batches(len(test.codes)):
+    rows = eval_rows(model, test.ids.shape[1])
+    for sl in _batches(len(test.codes), rows):
         emb = None if embeddings is None else embeddings[sl]
         labels = None if test.labels is None else test.labels[sl]
         c, e = model.correct(test.ids[sl], test.mask[sl], labels, emb)
@@ -80,7 +107,7 @@ def evaluate(model, test, embeddings, users, resample=None, n_samples: int = 0) 
         votes = np.zeros((len(test.codes), model.n_classes))
         for _ in range(n_samples):
             emb = resample()
-            for sl in _batches(len(test.codes)):
+            for sl in _batches(len(test.codes), rows):
                 pred = model(test.ids[sl], test.mask[sl], emb[sl]).argmax(-1).numpy()
                 votes[np.arange(len(test.codes))[sl], pred] += 1
         sample_entropy = stats.entropy(votes / n_samples, axis=1)

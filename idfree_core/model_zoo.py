@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from idfree_core.errors import InputError
 
@@ -225,11 +226,15 @@ def _load_backbone(name: str, task: str):
         raise InputError(f"--model {name}: cannot load the model or its tokenizer (no tokenizer files: expected one "
                          f"of {', '.join(TOKENIZER_FILES)})")
     if key not in _BACKBONES:
+        # shown on a terminal only (tqdm's disable=None); made before stderr is silenced below
+        bar = tqdm(total=2, desc=f"loading {name} ({desc})", unit="part", disable=None, leave=False)
         try:  # quiet: transformers' GGUF conversion prints its own tqdm bar to stderr
-            with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            with bar, warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
                 warnings.simplefilter("ignore")
                 model = loader.from_pretrained(folder, local_files_only=True, dtype=torch.float32, **kw)
+                bar.update()
                 tokenizer = tf.AutoTokenizer.from_pretrained(folder, local_files_only=True, **kw)
+                bar.update()
         except (OSError, ValueError, KeyError, ImportError, RuntimeError) as exc:
             raise InputError(f"--model {name}: cannot load the model or its tokenizer ({_first_line(exc)})") from None
         if "inputs_embeds" not in inspect.signature(model.forward).parameters:

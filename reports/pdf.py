@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import glob
 import io
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -24,8 +25,11 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
 from idfree_core.atomic import atomic_path
+from idfree_core.families import FAMILY_SPECS, point_mass_families
 from reports import figures, pareto
 from reports.analysis import Analysis, analyse
+from reports.figures.tradeoff import varying_knobs
+from reports.figures.uploads import upload_counts
 from reports.policy import Policy
 from reports.provenance import provenance_text
 from reports.summary import exposure_text, scorecard_text, setting_text, summary_text
@@ -34,18 +38,19 @@ from reports.sweep.store import ResultsStore
 
 def _family_verdicts(families: Sequence[str]) -> list[dict[str, Any]]:
     out = []
-    for family in families:
-        if family == "static":
-            out.append({"family": "static", "text": "a point mass per user: identical to an identifier", "latex": None})
+    for name in families:
+        spec = FAMILY_SPECS.get(name)
+        if spec is not None and spec.is_point_mass:
+            out.append({"family": name, "text": "a point mass per user: identical to an identifier", "latex": None})
             continue
         try:
             from privacy_audit.families import get_family
             from privacy_audit.identifiability import decide
 
-            v = decide(get_family(family))
-            out.append({"family": family, "text": v.to_text(), "latex": v.to_latex()})
+            v = decide(get_family(spec.identifiability if spec is not None and spec.identifiability else name))
+            out.append({"family": name, "text": v.to_text(), "latex": v.to_latex()})
         except Exception as exc:  # the theory panel reports what it could not compute
-            out.append({"family": family, "text": f"verdict unavailable: {type(exc).__name__}: {exc}", "latex": None})
+            out.append({"family": name, "text": f"verdict unavailable: {type(exc).__name__}: {exc}", "latex": None})
     return out
 
 
@@ -53,10 +58,11 @@ def _pick_points(frame: pd.DataFrame, recommended: Mapping[str, Any]) -> list[tu
     """(label, point_id): the static point, the lowest and highest spread of the series whose
     misattribution changes most across spread, and a point of the recommended setting."""
     picks = []
-    static = frame[frame["family"] == "static"]
+    point_mass = frame["family"].isin(point_mass_families())
+    static = frame[point_mass]
     if len(static):
-        picks.append(("static", static.iloc[0]["point_id"]))
-    sampled = frame[frame["family"] != "static"].dropna(subset=["spread"])
+        picks.append((str(static.iloc[0]["family"]), static.iloc[0]["point_id"]))
+    sampled = frame[~point_mass].dropna(subset=["spread"])
     if len(sampled):
         ranked = sorted(figures.series(sampled), key=lambda s: -float(np.ptp(s[2]["misattribution"].to_numpy(float))))
         _, label, g = ranked[0]
@@ -73,6 +79,38 @@ def _pick_points(frame: pd.DataFrame, recommended: Mapping[str, Any]) -> list[tu
 def _numbered(settings: pd.DataFrame) -> pd.DataFrame:
     out = settings.copy()
     out.insert(0, "number", range(1, len(out) + 1))
+    return out
+
+
+DEPLOYMENT_NOTE = (
+    "deployment_identifiable: 1 = the mixture of these K trained users is identifiable with K known, certified by "
+    "Kruskal ranks of three coordinate blocks (Allman, Matias and Rhodes 2009); 0 = provably not (e.g. two "
+    "identical users); '-' = unknown; a fraction = certified for that share of seeds. Family-level "
+    "non-identifiability (mixtures of unbounded order) does not protect a deployment with a known number of "
+    "users. misattribution_m<m>: Bayes misattribution when m uploads are known to share a device. "
+    "chernoff_rate: nats per linked upload at which that error decays. dp_epsilon_m<m>: the worst pair's "
+    "epsilon at delta = 1e-5 over m uploads (exact mu-GDP for equal-std Gaussians, else an importance-sampled "
+    "privacy-loss estimate, a lower bound on the mechanism's epsilon). Measured average misattribution implies no "
+    "DP guarantee. proximity_tightness: the guaranteed proximity bound as a share of the Bayes value.")
+
+
+def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
+    """The multi-upload curves and the deployment / DP table (absent from sweeps stored before them)."""
+    out: list[tuple[str, Any]] = []
+    curve = figures.uploads_figure(settings)
+    if curve is not None:
+        out.append(("Many uploads per device", curve))
+    ms = upload_counts(settings)
+    extra = ([f"misattribution_m{m}" for m in ms] + ["chernoff_rate"]
+             + sorted((c for c in settings if c.startswith("dp_epsilon_m")), key=lambda c: int(c[12:]))
+             + ["deployment_identifiable", "proximity_bound", "proximity_tightness"])
+    extra = [c for c in extra if c in settings]
+    if "deployment_identifiable" in extra:
+        title = "Deployment identifiability, linked uploads and DP terms"
+        keys = [c for c in ("number", "family", "spread") if c in settings] + varying_knobs(settings)
+        for page in figures.table_figure(settings, keys + extra, title, ci=[f"misattribution_m{m}" for m in ms],
+                                         note=textwrap.fill(DEPLOYMENT_NOTE, 130)):
+            out.append((title, page))
     return out
 
 
@@ -131,6 +169,7 @@ def build_pages(results_dir: str | Path, verdicts: Sequence[Mapping[str, Any]] |
            if {"roc_fpr", "roc_tpr"} <= set(arts[pid])]
     sections.append(("Attacks", figures.attack_figure(frame, attacks, roc)))
     families = sorted(frame["family"].unique())
+    sections.extend(deployment_sections(settings))
     sections.append(("Theory", figures.theory_figure(verdicts if verdicts is not None else _family_verdicts(families),
                                                      frame)))
     sections.append(("Accuracy by prediction-entropy bin", figures.entropy_figure(

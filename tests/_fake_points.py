@@ -26,6 +26,18 @@ def _ci(value, half):
     return [max(0.0, value - half), min(1.0, value + half)]
 
 
+def _fake_theory(family, mis, n):
+    """The ``theory`` block of ``reports.sweep.theory.theory_metrics``: errors fall with linked uploads."""
+    rows = [{"m": m, "value": mis * np.exp(-0.05 * (m - 1)), "ci": _ci(mis * np.exp(-0.05 * (m - 1)), 0.02),
+             "method": "fake"} for m in (1, 5, 20)]
+    return {"by_uploads_per_user": {"rows": rows, "chernoff_rate": 0.05, "pairs": "all"},
+            "dp": {"model": "fake", "delta": 1e-5, "gdp_mu_per_upload": None,
+                   "epsilon": {"m=1": 1.0 + 3 * (1 - mis), "m=20": 10.0 + 30 * (1 - mis)}, "worst_pair": [0, 1]},
+            "deployment": ({"identifiable": family != "static", "method": "fake", "kruskal_ranks": [n, n, n],
+                            "required": 2 * n + 2, "reason": "fake"} if family != "static"
+                           else {"error": "ValueError: point masses"})}
+
+
 def fake_point(config):
     rng = _rng(config)
     family, n = config.get("family", "gaussian"), int(config.get("n_users", 6))
@@ -59,6 +71,7 @@ def fake_point(config):
         "misattribution": {"value": mis, "ci": _ci(mis, 0.02), "method": "fake", "n_samples": 1000,
                            "max": top},
         "proximity_bound": None if family == "static" else 0.5 * mis,
+        "theory": _fake_theory(family, mis, n),
         "attacks": attacks,
         "best_attack": {"name": "nn_linkage", "metric": "linkage_top1", "advantage": adv,
                         "advantage_ci": _ci(adv, 0.03)},

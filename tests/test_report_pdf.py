@@ -3,6 +3,7 @@
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from pypdf import PdfReader
 
@@ -51,8 +52,24 @@ def test_at_least_six_pages_with_every_section(report):
                    "PROVENANCE", "Git commit", "page 2 of", "Per-setting results",
                    "Accuracy: central, static and IDfree-PL", "Pooled upload embeddings", "linkage ROC",
                    "each attack against its ceiling", "identifiability of finite mixtures",
-                   "proximity lower bound", "Accuracy by prediction-entropy bin", "pdf-test"):
+                   "proximity lower bound", "Accuracy by prediction-entropy bin", "pdf-test",
+                   "Misattribution when an adversary links m uploads", "uploads linked to one device",
+                   "Deployment identifiability, linked uploads and DP terms", "Allman, Matias and Rhodes",
+                   "deployment_identifiable", "dp_epsilon_m20", "proximity_tightness"):
         assert needle in text, needle
+
+
+def test_multi_upload_columns_and_deployment_verdicts_reach_the_frame(report):
+    *_, frame = report
+    sampled = frame[frame["family"] != "static"]
+    # the fake errors fall with m; the columns carry the stored numbers, not defaults
+    assert (sampled["misattribution_m20"] < sampled["misattribution_m5"]).all()
+    assert (sampled["misattribution_m5"] <= sampled["misattribution"] + 1e-12).all()
+    np.testing.assert_allclose(sampled["misattribution_m20_hi"] - sampled["misattribution_m20"], 0.02, atol=1e-9)
+    assert set(sampled["deployment_identifiable"]) == {1.0}
+    assert frame.loc[frame["family"] == "static", "deployment_identifiable"].isna().all()
+    tight = sampled["proximity_tightness"].to_numpy(float)
+    np.testing.assert_allclose(tight[sampled["misattribution"].to_numpy(float) > 0], 0.5)
 
 
 def test_frontier_table_is_text(report):

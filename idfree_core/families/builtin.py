@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.stats as st
 from torch.distributions import Beta, Normal, constraints
 
@@ -46,6 +47,9 @@ BETA = FamilySpec(
     mle=lambda x, axis=0: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis))),
     crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
     identifiability="beta", affine=True, support=(0.0, 1.0),
+    torch_attrs={"alpha": "concentration1", "beta": "concentration0"},
+    mode=lambda alpha, beta: np.where((alpha > 1) & (beta > 1),
+                                      (alpha - 1) / np.maximum(alpha + beta - 2, 1e-300), 0.5),
     description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta")
 
 GAUSSIAN = FamilySpec(
@@ -59,14 +63,15 @@ GAUSSIAN = FamilySpec(
     module_options=lambda task: {"train_std": task == "next_token"},
     mle=lambda x, axis=0: dict(zip(("mean", "std"), est.gaussian_mle(x, axis=axis))),
     crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
-    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian")
+    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian",
+    torch_attrs={"mean": "loc", "std": "scale"}, location_scale_normal=True)
 
 STATIC = FamilySpec(
     name="static", param_names=("value",), constraints={"value": constraints.real},
     torch_factory=lambda p: PointMass(p["value"], event_dim=0),
     scipy_factory=_static_scipy, module=_MOD + "StaticUserEmbedding",
     params_from_setting=lambda s, task: {"value": 0.1},
-    is_point_mass=True, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
+    is_point_mass=True, torch_attrs={"value": "value"}, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
 
 KUMARASWAMY = FamilySpec(
     name="kumaraswamy", param_names=("a", "b"),
@@ -77,7 +82,9 @@ KUMARASWAMY = FamilySpec(
     params_from_setting=lambda s, task: {"a": KUMARASWAMY_A,
                                          "b": 5.0 if s is None else b_for_std(KUMARASWAMY_A, float(s))},
     spread_field="spread", spread_to_setting=float, max_spread=kumaraswamy_std(KUMARASWAMY_A, 1.0),
-    affine=True, support=(0.0, 1.0),
+    affine=True, support=(0.0, 1.0), identifiability="kumaraswamy",
+    torch_attrs={"a": "concentration1", "b": "concentration0"},
+    mode=lambda a, b: np.where((a > 1) & (b > 1), ((a - 1) / np.maximum(a * b - 1, 1e-300)) ** (1 / a), 0.5),
     description="Kumaraswamy(a, b) on (0, 1): density a b x^(a-1) (1 - x^a)^(b-1) (Jones 2009)",
     title="Kumaraswamy")
 

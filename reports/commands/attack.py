@@ -86,7 +86,14 @@ def format_table(report) -> str:
             if i == 0:
                 lines.append("  ".join("-" * w for w in widths))
     elif not s.get("scored"):
-        lines.append("no oracle given: attacks were fitted but not scored (pass --oracle to score them)")
+        if s.get("oracle_free_risk"):
+            from attacks.oracle_free import format_oracle_free
+
+            lines.append("")
+            lines.extend(format_oracle_free(s["oracle_free_risk"]))
+            lines.append("(no oracle given: the attacks were not scored; pass --oracle to score them)")
+        else:
+            lines.append("no oracle given: attacks were fitted but not scored (pass --oracle to score them)")
     if report.marginal:
         lines.append("")
         lines.append("marginal leakage of the embeddings beyond the text (value(both) - value(text)):")

@@ -102,9 +102,9 @@ def _roc(results: list) -> dict[str, np.ndarray]:
 
 def _bound(sim, cfg) -> float | None:
     from privacy_audit.misattribution import proximity_bound
-    from privacy_audit.proximity import DEFAULT_INIT
+    from privacy_audit.proximity import proximity_covers
 
-    if cfg.family not in DEFAULT_INIT:  # the bound covers these families (not point masses)
+    if not proximity_covers(cfg.family):  # the bound covers these families (not point masses)
         return None
     dist, spec = sim.distributions, get_family_spec(cfg.family)
     # the common initialisation the devices started from (the family record's, e.g. Beta(2c, 5c))
@@ -123,6 +123,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     from idfree_core.pipeline import simulate
     from privacy_audit.misattribution import bayes_misattribution
     from reports.exposure import per_user_exposure
+    from reports.sweep.theory import theory_metrics
 
     torch.set_num_threads(int(os.environ.get("IDFREE_POINT_THREADS", "1")))
     cfg = simulation_config(config)
@@ -149,6 +150,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
         "misattribution": {"value": float(mis.value), "ci": [float(mis.ci[0]), float(mis.ci[1])],
                            "method": mis.method, "n_samples": int(mis.n_samples), "max": (n - 1) / n},
         "proximity_bound": _bound(sim, cfg),
+        "theory": theory_metrics(dist, seed),
         "attacks": [r.to_dict() for r in report.results],
         "best_attack": _best_attack(report.results),
         "entropy_bins": entropy_bins(np.asarray(preds.correct, bool), np.asarray(ent, float), n_classes),

@@ -1,0 +1,155 @@
+"""Oracle-free risk: what an auditor holding only the uploads file can say about re-identification.
+
+Without an oracle no attack can be scored, but the adversary's own fitted model predicts how well
+it attributes and links (:func:`oracle_free_risk`):
+
+* **Number of users**: held-out log-likelihood of MAP-EM mixtures (cross-validated likelihood,
+  Smyth 2000; :func:`attacks.mixture_em.estimate_n_components`), with the range of ``k`` whose
+  held-out total is within two paired standard errors of the best.
+* **Attribution**: the fitted mixture's expected accuracy of its own MAP rule,
+  ``A = mean_i max_c P(c | x_i)`` (exact if the model were the truth), with a seeded percentile
+  bootstrap over uploads.  Chance is the largest mixture weight ``max_c pi_c`` (the best rule that
+  ignores ``x``), and the risk is the normalised advantage ``(A - chance) / (1 - chance)``.  When
+  the user-count range reaches 1 (the data are compatible with a single user) the CI's lower end
+  is taken down to 0 risk: the model-based estimate cannot exclude "no user structure".
+* **Linkage**, in the style of anonymeter's linkability evaluator (Giomi et al. 2023, "A unified
+  framework for quantifying privacy risk in synthetic data"): the mixture is refitted on the
+  *reference* split only (session 0, or a random half) and evaluated on the held-out *control*
+  split (the queries, never seen in fitting).  Under the model, two uploads' component labels are
+  a posteriori independent, so the probability that query ``q`` and reference ``r`` share a user is
+  ``G(q, r) = sum_c P(c | q) P(c | r)``.  Attack rate: ``mean_q G(q, r*(q))`` with ``r*`` the
+  top-1 linked reference; control (baseline) rate: ``mean_q mean_r G(q, r)``, a link to a random
+  reference; risk ``= (attack - control) / (1 - control)`` (anonymeter's formula), with a seeded
+  bootstrap over queries.  A single-component model gives ``G = 1`` everywhere and risk 0.
+
+These are model-based self-assessments: they are as good as the mixture is calibrated, which the
+tests check against the oracle-scored values on pools where users separate well, and at 0 on null
+pools (all users share one distribution).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from idfree_core.seeding import check_random_state, seed_int
+
+DEFINITION = ("model-based (no oracle): attribution = mean max posterior of the fitted mixture vs chance max weight; "
+              "linkage = expected top-1 link accuracy on the held-out query split vs a random link "
+              "(anonymeter-style risk (attack - control) / (1 - control)); user count by held-out likelihood")
+
+
+def _risk(rate: float, control: float) -> float:
+    return 0.0 if control >= 1.0 - 1e-9 else float((rate - control) / (1.0 - control))
+
+
+def _bootstrap(fn, n: int, rng, n_boot: int, confidence: float) -> tuple[float, float]:
+    """Percentile interval of ``fn(weights)`` over multinomial reweightings of ``n`` rows."""
+    w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64) / n
+    vals = np.asarray([fn(wi) for wi in w])
+    tail = (1.0 - confidence) / 2.0
+    lo, hi = np.quantile(vals, [tail, 1.0 - tail])
+    return float(lo), float(hi)
+
+
+def attribution_risk(max_posterior: np.ndarray, weights: np.ndarray, n_users_range, rng,
+                     n_boot: int = 400, confidence: float = 0.95) -> dict:
+    """Expected attribution accuracy of the MAP rule and its normalised risk (module doc)."""
+    p = np.asarray(max_posterior, dtype=np.float64)
+    chance = float(np.max(weights))
+    acc = float(p.mean())
+    lo, hi = _bootstrap(lambda w: float(w @ p), p.size, rng, n_boot, confidence)
+    lo, hi = min(lo, acc), max(hi, acc)
+    if int(n_users_range[0]) <= 1:
+        lo = min(lo, chance)
+    return {"expected_accuracy": acc, "ci": [lo, hi], "chance": chance, "risk": _risk(acc, chance),
+            "risk_ci": [_risk(lo, chance), _risk(hi, chance)]}
+
+
+def linkage_risk(log_resp_q: np.ndarray, log_resp_r: np.ndarray, rng, n_boot: int = 400,
+                 confidence: float = 0.95) -> dict:
+    """Anonymeter-style linkage risk from posterior responsibilities of queries and references."""
+    gq, gr = np.exp(np.asarray(log_resp_q, np.float64)), np.exp(np.asarray(log_resp_r, np.float64))
+    gq /= gq.sum(1, keepdims=True)
+    gr /= gr.sum(1, keepdims=True)
+    best = np.empty(gq.shape[0])
+    for s in range(0, gq.shape[0], 2048):
+        best[s:s + 2048] = (gq[s:s + 2048] @ gr.T).max(axis=1)  # G(q, r*(q)): the top-1 link's score
+    control_q = gq @ gr.mean(axis=0)  # mean_r G(q, r)
+    attack, control = float(best.mean()), float(control_q.mean())
+
+    def risk(w):
+        return _risk(float(w @ best), float(w @ control_q))
+
+    lo, hi = _bootstrap(risk, best.size, rng, n_boot, confidence)
+    value = _risk(attack, control)
+    return {"attack_rate": attack, "control_rate": control, "risk": value,
+            "risk_ci": [min(lo, value), max(hi, value)], "n_queries": int(best.size), "n_references": int(gr.shape[0])}
+
+
+def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users: int | None = None,
+                     n_users_range=None, random_state=0, n_boot: int = 400, confidence: float = 0.95) -> dict:
+    """The oracle-free risk summary of ``pool`` (module doc); JSON-ready.
+
+    ``n_users``/``n_users_range``: a user-count estimate already computed (else held-out likelihood).
+    """
+    from attacks.em import EMAttribution
+    from attacks.linkage import split_queries
+    from attacks.mixture_em import VARIANTS, DiagonalMixture
+
+    from attacks.em import em_features
+
+    rng = check_random_state(random_state)
+    transform = transform if transform is not None else _auto_transform(pool, features)
+    x = em_features(pool, features, transform, random_state=seed_int(rng, 31))
+    if n_users is None:
+        n_users, n_users_range = estimate_users(x, random_state=seed_int(rng, 31))
+    k_range = [int(v) for v in (n_users_range or (n_users, n_users))]
+    em = EMAttribution(n_users=int(n_users), features=features, transform=transform, n_init=2,
+                       random_state=seed_int(rng, 31)).fit(pool)
+    out = {"features": features, "n_users_estimated": int(em.n_users_estimated_), "n_users_range": k_range,
+           "n_users_method": "held-out log-likelihood of MAP-EM mixtures (Smyth 2000)", "variant": em.variant_,
+           "attribution": attribution_risk(em.max_posterior_, em.model_.weights_, k_range, rng, n_boot, confidence),
+           "confidence": confidence, "definition": DEFINITION}
+    ref, qry, split = split_queries(pool, rng)
+    k = int(min(em.n_users_estimated_, ref.size))
+    if k <= 1 or qry.size == 0:
+        out["linkage"] = {"attack_rate": 1.0, "control_rate": 1.0, "risk": 0.0, "risk_ci": [0.0, 0.0],
+                          "n_queries": int(qry.size), "n_references": int(ref.size), "split": split}
+        return out
+    model = DiagonalMixture(k, n_init=2, random_state=seed_int(rng, 31), **VARIANTS[em.variant_]).fit(x[ref])
+    lq, lr = (np.log(np.clip(model.predict_proba(x[rows]), 1e-300, None)) for rows in (qry, ref))
+    link = linkage_risk(lq, lr, rng, n_boot, confidence)
+    if k_range[0] <= 1:  # one user is compatible with the data: the risk may be 0
+        link["risk_ci"][0] = min(link["risk_ci"][0], 0.0)
+    out["linkage"] = {**link, "split": split,
+                      "fitted_on": "references only; queries are the held-out control split"}
+    return out
+
+
+def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int]]:
+    """``(k, (k_lo, k_hi))`` by held-out likelihood, ``k <= n / 10`` (a user with fewer than about
+    10 uploads is not separable as a mixture component; the cap also bounds the cost)."""
+    from attacks.mixture_em import estimate_n_components
+
+    k, k_range, _ = estimate_n_components(x, k_max=max(2, x.shape[0] // 10), random_state=random_state)
+    return int(k), (int(k_range[0]), int(k_range[1]))
+
+
+def _auto_transform(pool, features: str):
+    if features != "embedding":
+        return None
+    from attacks.inversion.mixture import guess_family
+
+    return (None, None) if guess_family(pool.embedding) == "beta" else None
+
+
+def format_oracle_free(r: dict) -> list[str]:
+    """Text lines for ``idfree-audit attack`` without an oracle."""
+    a, lk = r["attribution"], r["linkage"]
+    lo, hi = r["n_users_range"]
+    return [f"oracle-free risk ({r['features']} features, {int(r['confidence'] * 100)}% CIs; model-based, no oracle):",
+            f"  estimated number of users: {r['n_users_estimated']} (range {lo}..{hi}, by held-out likelihood)",
+            f"  attribution: expected accuracy {a['expected_accuracy']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}] "
+            f"vs chance {a['chance']:.3f}: risk {a['risk']:.3f} [{a['risk_ci'][0]:.3f}, {a['risk_ci'][1]:.3f}]",
+            f"  linkage: attack rate {lk['attack_rate']:.3f} vs control {lk['control_rate']:.3f}: "
+            f"risk {lk['risk']:.3f} [{lk['risk_ci'][0]:.3f}, {lk['risk_ci'][1]:.3f}]"]
