@@ -149,9 +149,15 @@ class SuiteContext:
         return self.estimates[features][0]
 
     def transform(self, features: str):
-        """Beta's shared affine map from the distributions file (public design), else ``None``."""
+        """The shared affine map of a (0, 1) family (Beta, Kumaraswamy) from the distributions file (public
+        design), else ``None``."""
+        from attacks.inversion.estimators import is_unit_affine
+        from idfree_core.families import get_family_spec
+
         d = self.distributions
-        return (d.loc, d.scale) if features == "embedding" and d is not None and d.family == "beta" else None
+        if features != "embedding" or d is None or not is_unit_affine(get_family_spec(d.family)):
+            return None
+        return (d.loc, d.scale)
 
     def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
         """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),

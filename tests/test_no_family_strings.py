@@ -11,6 +11,7 @@ set of them), e.g. ``family == "static"`` or ``frame["family"] != "beta"``.  Loo
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ from idfree_core.families import FAMILY_SPECS
 
 ROOT = Path(__file__).resolve().parents[1]
 # Packages scanned (idfree_core/families/ is the registry itself and is exempt).
-SCANNED = ("privacy_audit", "reports")
+SCANNED = ("privacy_audit", "reports", "attacks", "idfree_core")
 EXEMPT = ("idfree_core/families/",)
 NAMES = frozenset(FAMILY_SPECS) | {"beta", "gaussian", "static", "kumaraswamy"}
 
@@ -72,3 +73,24 @@ def test_no_family_name_comparisons(package):
 ])
 def test_the_scanner_can_fail(source, hits):
     assert len(family_comparisons(source)) == hits
+
+
+# The issue's grep, kept as a second net: also a comparison of a variable named ``family``
+# (``family == x``: compare records, ``get_family_spec(a) is get_family_spec(b)``, or ask a field).
+GREP = re.compile(r"""== ?['"](beta|gaussian|static|kumaraswamy)['"]|['"](beta|gaussian|static|kumaraswamy)['"] ?"""
+                  r"""(==|!=|in )|in \(['"](beta|gaussian)|family (==|!=|in)""")
+
+
+@pytest.mark.parametrize("package", ("attacks", "idfree_core"))
+def test_the_issue_grep_is_empty(package):
+    bad = [f"{rel}:{no}: {line.strip()}" for rel, path in _modules() if rel.startswith(package + "/")
+           for no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if GREP.search(line)]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("line, hit", [('if family == "beta":', True), ("if d.family != other:", True),
+                                       ('if name in ("beta", "gaussian"):', True),
+                                       ('spec = get_family_spec("beta")', False),
+                                       ('STATIC_BASELINE = "static"', False)])
+def test_the_grep_can_fail(line, hit):
+    assert bool(GREP.search(line)) is hit

@@ -19,6 +19,7 @@ from torch.distributions import Beta, Normal, constraints
 
 from idfree_core.families import estimators as est
 from idfree_core.families.kumaraswamy import InteriorKumaraswamy, b_for_std, kumaraswamy, kumaraswamy_std
+from idfree_core.families.kumaraswamy_fit import kumaraswamy_crb, kumaraswamy_mle
 from idfree_core.families.point_mass import PointMass
 from idfree_core.families.spec import FamilySpec
 
@@ -44,13 +45,15 @@ BETA = FamilySpec(
     module=_MOD + "BetaUserDistribution", params_from_setting=_beta_init,
     spread_field="beta_concentration", spread_to_setting=lambda s: (10.0 / (49.0 * s ** 2) - 1.0) / 7.0,
     max_spread=BETA_MAX_SPREAD,
-    mle=lambda x, axis=0: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis))),
+    mle=lambda x, axis=0, weights=None: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis, weights=weights))),
     crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
     identifiability="beta", affine=True, support=(0.0, 1.0),
     torch_attrs={"alpha": "concentration1", "beta": "concentration0"},
     mode=lambda alpha, beta: np.where((alpha > 1) & (beta > 1),
                                       (alpha - 1) / np.maximum(alpha + beta - 2, 1e-300), 0.5),
-    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta")
+    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta",
+    mixture_identifiability="Beta mixtures are not identifiable, but non-identifiability of the family across all "
+                            "finite mixtures does not protect a known number of well-separated users")
 
 GAUSSIAN = FamilySpec(
     name="gaussian", param_names=("mean", "std"),
@@ -61,10 +64,12 @@ GAUSSIAN = FamilySpec(
     params_from_setting=lambda s, task: {"mean": 0.1, "std": 0.2 if s is None else float(s)},
     spread_field="std", spread_to_setting=float,
     module_options=lambda task: {"train_std": task == "next_token"},
-    mle=lambda x, axis=0: dict(zip(("mean", "std"), est.gaussian_mle(x, axis=axis))),
+    mle=lambda x, axis=0, weights=None: dict(zip(("mean", "std"), est.gaussian_mle_weighted(x, axis, weights))),
     crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
     identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian",
-    torch_attrs={"mean": "loc", "std": "scale"}, location_scale_normal=True)
+    torch_attrs={"mean": "loc", "std": "scale"}, location_scale_normal=True,
+    mixture_identifiability="Gaussian mixtures are identifiable (Teicher 1963), so well-separated users are "
+                            "recoverable")
 
 STATIC = FamilySpec(
     name="static", param_names=("value",), constraints={"value": constraints.real},
@@ -82,6 +87,8 @@ KUMARASWAMY = FamilySpec(
     params_from_setting=lambda s, task: {"a": KUMARASWAMY_A,
                                          "b": 5.0 if s is None else b_for_std(KUMARASWAMY_A, float(s))},
     spread_field="spread", spread_to_setting=float, max_spread=kumaraswamy_std(KUMARASWAMY_A, 1.0),
+    mle=lambda x, axis=0, weights=None: dict(zip(("a", "b"), kumaraswamy_mle(x, axis=axis, weights=weights))),
+    crb=lambda p, k: dict(zip(("a", "b"), kumaraswamy_crb(p["a"], p["b"], k))),
     affine=True, support=(0.0, 1.0), identifiability="kumaraswamy",
     torch_attrs={"a": "concentration1", "b": "concentration0"},
     mode=lambda a, b: np.where((a > 1) & (b > 1), ((a - 1) / np.maximum(a * b - 1, 1e-300)) ** (1 / a), 0.5),

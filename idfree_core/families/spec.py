@@ -11,7 +11,7 @@ record gives
   :meth:`FamilySpec.json_schema` (one user's object in ``user_distributions.json``);
 * the **common initialisation**: the configuration knob that sets the spread (``spread_field``, a
   ``SimulationConfig`` field), :meth:`setting_from_spread` and :meth:`initial_params`;
-* estimation: ``mle(x, axis)`` and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
+* estimation: ``mle(x, axis, weights=None)`` (weighted: the M-step of a mixture EM) and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
 * the ``nn.Module`` holding one user's trainable parameters (:meth:`user_module`), the key of the
   family in ``privacy_audit.families.BUILTIN`` (``identifiability``), and ``is_point_mass``.
 
@@ -74,6 +74,7 @@ class FamilySpec:
     support: tuple[float, float] = (-math.inf, math.inf)
     description: str = ""
     title: str = ""  # display name in messages ("Beta"); defaults to ``name``
+    mixture_identifiability: str = ""  # what theory says of finite mixtures of the family (attack findings)
     # parameter name -> attribute of the torch distribution (``Beta.concentration1`` for ``alpha``)
     torch_attrs: Mapping[str, str] = field(default_factory=dict)
     # N(mean, std^2) per coordinate, parameters ("mean", "std"): closed-form pairwise Bayes error,
