@@ -32,7 +32,12 @@ from torch.distributions import AffineTransform, Distribution, TransformedDistri
 
 from idfree_core.errors import InputError
 
-__all__ = ["FamilySpec"]
+__all__ = ["FamilySpec", "PARAM_BOUND"]
+
+# Largest parameter magnitude (and smallest positive parameter) accepted from a file: embeddings are
+# float32 (|x| < 3.4e38), and past these bounds the float64 arithmetic of densities and samplers
+# (squares, ratios, gamma functions) overflows or divides by ~0 instead of meaning anything.
+PARAM_BOUND = 1e12
 
 
 def _no_spread(spread):
@@ -143,6 +148,12 @@ class FamilySpec:
                 raise InputError(f"{pre}parameter {name!r} contains NaN or infinite values")
             if self.constraints[name] is constraints.positive and np.any(arr <= 0):
                 raise InputError(f"{pre}{self.title or self.name} parameter {name!r} must be > 0")
+            if np.any(np.abs(arr) > PARAM_BOUND):
+                raise InputError(f"{pre}parameter {name!r} has values past +-{PARAM_BOUND:.0e} "
+                                 f"(max |value| {float(np.abs(arr).max()):.3g}); embeddings are float32")
+            if self.constraints[name] is constraints.positive and np.any(arr < 1 / PARAM_BOUND):
+                raise InputError(f"{pre}{self.title or self.name} parameter {name!r} has values below "
+                                 f"{1 / PARAM_BOUND:.0e} (min {float(arr.min()):.3g})")
             out[name] = arr
         return out
 
