@@ -153,7 +153,10 @@ class RegisteredAttack:
     (the attack only makes sense scored: e.g. parameter inversion selects linked uploads with it),
     ``features`` (feature sets it supports), ``metrics`` (metrics it reports), ``in_suite``
     (``run_attacks`` runs it), ``null_battery`` (the conformance battery runs it),
-    ``known_n_variant`` (the suite also runs the "n_users known" adversary with the oracle's count).
+    ``known_n_variant`` (the suite also runs the "n_users known" adversary with the oracle's count),
+    ``needs_distributions`` (scored against the true user distributions only: the battery passes them)
+    and ``needs_model`` (probes the cloud model: the battery passes a model whose answers depend on
+    the embedding).  Attacks with either tag are built by ``for_suite`` from the context.
     Calling the entry builds an instance: ``entry(**overrides)``.
     """
 
@@ -167,13 +170,16 @@ class RegisteredAttack:
     in_suite: bool = True
     null_battery: bool = True
     known_n_variant: bool = False
+    needs_distributions: bool = False
+    needs_model: bool = False
 
     def __call__(self, **overrides):
         return self.cls(**{**self.defaults, **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "class": self.cls.__name__, "defaults": dict(self.defaults), "group": self.group,
-                "needs_oracle": self.needs_oracle, "features": list(self.features), "metrics": list(self.metrics)}
+                "needs_oracle": self.needs_oracle, "features": list(self.features), "metrics": list(self.metrics),
+                "needs_distributions": self.needs_distributions, "needs_model": self.needs_model}
 
 
 ATTACK_REGISTRY: dict[str, RegisteredAttack] = {}
@@ -183,14 +189,15 @@ ATTACK_MODULES = ("attacks.clustering", "attacks.em", "attacks.linkage", "attack
 
 def register_attack(name: str, cls: type, *, group: str, needs_oracle: bool = False, features=("embedding",),
                     metrics=(), in_suite: bool = True, null_battery: bool = True, known_n_variant: bool = False,
-                    **defaults) -> RegisteredAttack:
+                    needs_distributions: bool = False, needs_model: bool = False, **defaults) -> RegisteredAttack:
     """Register ``cls`` (with default hyperparameters ``defaults``) under ``name`` with its tags."""
     bad = [m for m in metrics if m not in METRICS]
     if bad:
         raise ValueError(f"register_attack({name!r}): unknown metric {bad[0]!r}")
     entry = RegisteredAttack(name=name, cls=cls, defaults=dict(defaults), group=group, needs_oracle=needs_oracle,
                              features=tuple(features), metrics=tuple(metrics), in_suite=in_suite,
-                             null_battery=null_battery, known_n_variant=known_n_variant)
+                             null_battery=null_battery, known_n_variant=known_n_variant,
+                             needs_distributions=needs_distributions, needs_model=needs_model)
     ATTACK_REGISTRY[name] = entry
     return entry
 

@@ -4,9 +4,10 @@ The adversary models the pool as a mixture with one component per user and attri
 to its maximum-posterior component, the plug-in version of the Bayes classifier
 ``argmax_u pi_u p_u(x)``.  What it uses is what the public system design reveals:
 
-* the family: Beta uploads (behind the shared affine map ``loc + scale * x`` of the pool contract,
-  ``transform``; estimated from the support when unknown and the data leave (0, 1)) are mapped
-  to (0, 1) and through a logit, where a Beta is close to a Gaussian; other features are z-scored;
+* the family: uploads of an ``affine`` family on (0, 1) (Beta, Kumaraswamy: behind the shared
+  affine map ``loc + scale * x`` of the pool contract, ``transform``) are mapped to (0, 1), and
+  uploads inside (0, 1) go through a logit, where a Beta is close to a Gaussian; other features
+  are z-scored;
 * the training constraint that every user started from the common initialisation: the means are
   shrunk towards the grand mean (empirical-Bayes prior), and the variances towards the pooled
   within-user variance (:mod:`attacks.mixture_em`, Fraley & Raftery 2007);
@@ -30,6 +31,8 @@ from attacks.features import build_features, gaussianize
 from attacks.mixture_em import VARIANTS, DiagonalMixture, estimate_n_components, select_variant
 from attacks.scoring import bayes_attribution_ceiling, score_partition
 from idfree_core.errors import InputError
+from attacks.inversion.estimators import is_unit_affine
+from idfree_core.families import get_family_spec
 from idfree_core.seeding import seed_int
 
 NAME = "clustering[em]"
@@ -89,7 +92,7 @@ class EMAttribution(Attack):
         with the oracle's count also the "n_users known" adversary (no refit when they agree)."""
         d = ctx.distributions
         transform = None
-        if features == "embedding" and d is not None and d.family == "beta":
+        if features == "embedding" and d is not None and is_unit_affine(get_family_spec(d.family)):
             transform = (d.loc, d.scale)
         k = ctx.n_users(features)
         est = spec(n_users=k, features=features, transform=transform, random_state=ctx.seed())
@@ -109,13 +112,8 @@ class EMAttribution(Attack):
         if self.n_users is not None and not 1 <= int(self.n_users) <= pool.n:
             raise InputError(f"n_users must be between 1 and the pool size {pool.n}, got {self.n_users}")
         rng = check_random_state(self.random_state)
-        transform = self.transform
-        if transform is None and self.features == "embedding":
-            from attacks.inversion.mixture import guess_family
-
-            if guess_family(pool.embedding) == "beta":
-                transform = (None, None)  # already inside (0, 1): logit only
-        x = em_features(pool, self.features, transform, random_state=seed_int(rng, 31))
+        # transform None: uploads already inside (0, 1) get the logit all the same (gaussianize's "auto")
+        x = em_features(pool, self.features, self.transform, random_state=seed_int(rng, 31))
         if self.n_users is None:
             k, self.n_users_range_, _ = estimate_n_components(x, max_n=self.select_max_n, random_state=rng)
         else:

@@ -139,9 +139,11 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int]]
 def _auto_transform(pool, features: str):
     if features != "embedding":
         return None
-    from attacks.inversion.mixture import guess_family
+    from attacks.inversion.estimators import guess_family, is_unit_affine
+    from idfree_core.families import get_family_spec
 
-    return (None, None) if guess_family(pool.embedding) == "beta" else None
+    unit = is_unit_affine(get_family_spec(guess_family(pool.embedding, compare=False)))
+    return (None, None) if unit else None
 
 
 def format_oracle_free(r: dict) -> list[str]:

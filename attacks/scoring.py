@@ -37,6 +37,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
 from attacks.base import AttackResult, check_random_state, proportion_ci
+from idfree_core.families import get_family_spec
 
 
 def _comb2(x) -> np.ndarray:
@@ -256,7 +257,7 @@ def _ceiling_cached(distributions, user_names: tuple, counts_bytes: bytes, rando
     keep = counts > 0
     rows, priors = rows[keep], counts[keep] / counts.sum()
     params = {k: np.asarray(v)[rows] for k, v in distributions.params.items()}
-    if distributions.family == "static":
+    if get_family_spec(distributions.family).is_point_mass:
         _, group = np.unique(params["value"], axis=0, return_inverse=True)
         best = np.zeros(int(group.max()) + 1)
         np.maximum.at(best, group.ravel(), priors)
@@ -265,8 +266,11 @@ def _ceiling_cached(distributions, user_names: tuple, counts_bytes: bytes, rando
         from privacy_audit.misattribution import bayes_misattribution
     except ImportError as exc:  # the theory module is optional at run time
         return None, {"ceiling_error": f"privacy_audit.misattribution unavailable ({exc})"}
-    est = bayes_misattribution(distributions.family, params, priors=priors, random_state=random_state,
-                               **dict(options))
+    try:
+        est = bayes_misattribution(distributions.family, params, priors=priors, random_state=random_state,
+                                   **dict(options))
+    except ValueError as exc:  # a family the theory module does not (yet) cover: no ceiling, said so
+        return None, {"ceiling_error": str(exc)}
     lo, hi = est.ci
     return float(1.0 - est.value), {"ceiling_ci": [float(1.0 - hi), float(1.0 - lo)],
                                     "ceiling_method": f"1 - bayes_misattribution ({est.method})"}

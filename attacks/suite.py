@@ -30,6 +30,7 @@ Identifier columns found in the uploads file are reported first among the findin
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -159,9 +160,15 @@ class SuiteContext:
         return self.estimates[features][0]
 
     def transform(self, features: str):
-        """Beta's shared affine map from the distributions file (public design), else ``None``."""
+        """The shared affine map of a (0, 1) family (Beta, Kumaraswamy) from the distributions file (public
+        design), else ``None``."""
+        from attacks.inversion.estimators import is_unit_affine
+        from idfree_core.families import get_family_spec
+
         d = self.distributions
-        return (d.loc, d.scale) if features == "embedding" and d is not None and d.family == "beta" else None
+        if features != "embedding" or d is None or not is_unit_affine(get_family_spec(d.family)):
+            return None
+        return (d.loc, d.scale)
 
     def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
         """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),
@@ -188,7 +195,7 @@ class SuiteContext:
 def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, features: str = "embedding",
                 random_state=0, progress: bool = True, identifier_columns=(), marginal="auto",
                 model_fn: Callable | None = None, probe_texts=None, traits=None,
-                known_n_users: bool | None = None) -> AttackReport:
+                known_n_users: bool | None = None, heartbeat_s: float = 10.0) -> AttackReport:
     """Run the attack groups on ``pool``; score them if an ``oracle`` is given (see module doc).
 
     Iterates :func:`attacks.base.registered_attacks` (``in_suite`` entries of the requested groups);
@@ -196,6 +203,8 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     ``known_n_users``: also run the stronger adversary who knows the number of users (the count
     comes from the oracle); ``None`` (default) does so whenever an ``oracle`` is given, since a
     deployment's user count is often public and a privacy claim must survive the strongest attack.
+    ``progress``: a tqdm bar on stderr (never stdout), redrawn every ``heartbeat_s`` seconds while
+    one attack runs (:func:`idfree_core.progress.heartbeat`) so that long steps show signs of life.
     """
     from tqdm.auto import tqdm
 
@@ -249,24 +258,27 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
             primary = features if features in usable else (usable[0] if usable else None)
             steps += [(spec, f, f == primary) for f in usable]
 
-    bar = tqdm(steps, desc="attacks", disable=not progress)
-    for spec, feats, is_primary in bar:
-        bar.set_postfix_str(f"{spec.name}[{feats}]")
-        fitted: set[int] = set()
-        for attack, opts in spec.cls.for_suite(ctx, spec, feats):
-            if id(attack) not in fitted:
-                attack.fit(pool)
-                fitted.add(id(attack))
-            if is_primary and hasattr(attack, "suite_summary") and not opts.get("known_n"):
-                attack.suite_summary(ctx)
-            if oracle is None:
-                continue
-            for r in attack.score(pool, oracle, distributions, **opts.get("score_kw", {})):
-                if "n_users" in opts:
-                    r = _with_assumption(r, n_true if opts.get("known_n") else None, opts["n_users"])
-                results.append(r)
-            if is_primary and getattr(attack, "finding_", None) and not opts.get("known_n"):
-                findings.append(attack.finding_)
+    from idfree_core.progress import heartbeat
+
+    bar = tqdm(steps, desc="attacks", disable=not progress, file=sys.stderr)
+    with heartbeat(bar, heartbeat_s):
+        for spec, feats, is_primary in bar:
+            bar.set_postfix_str(f"{spec.name}[{feats}]")
+            fitted: set[int] = set()
+            for attack, opts in spec.cls.for_suite(ctx, spec, feats):
+                if id(attack) not in fitted:
+                    attack.fit(pool)
+                    fitted.add(id(attack))
+                if is_primary and hasattr(attack, "suite_summary") and not opts.get("known_n"):
+                    attack.suite_summary(ctx)
+                if oracle is None:
+                    continue
+                for r in attack.score(pool, oracle, distributions, **opts.get("score_kw", {})):
+                    if "n_users" in opts:
+                        r = _with_assumption(r, n_true if opts.get("known_n") else None, opts["n_users"])
+                    results.append(r)
+                if is_primary and getattr(attack, "finding_", None) and not opts.get("known_n"):
+                    findings.append(attack.finding_)
     bar.close()
     if "n_users_estimated" not in summary and ctx.estimates:
         summary["n_users_estimated"] = next(iter(ctx.estimates.values()))[0]

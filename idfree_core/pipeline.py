@@ -55,6 +55,10 @@ from idfree_core.uploads import (Oracle, UploadPool, UserDistributions, anonymiz
 
 __all__ = ["SimulationConfig", "SimulationResult", "simulate", "clear_cache", "prepare_data", "central_model",
            "Encoded", "check_out_dir"]
+# Baselines simulate() can add to the id-free run (SimulationConfig.baselines): the static ID-equivalent
+# embedding (a point mass per user, the registered point-mass family) and on-device fine-tuning.
+STATIC_BASELINE, ONDEVICE_BASELINE = "static", "ondevice"
+BASELINES = (STATIC_BASELINE, ONDEVICE_BASELINE)
 DATA_FORMATS = (None, "csv", "jsonl", "sentiment140", "amazon", "leaf")
 
 
@@ -132,7 +136,7 @@ class SimulationConfig:
     cloud_clip: float = 5.0
     uploads_per_text: int = 1
     rounds: int = 2
-    baselines: tuple = ("static", "ondevice")
+    baselines: tuple = BASELINES
     ondevice_lr: float = 1e-3
     ondevice_epochs: int = 3
     entropy_samples: int = 8
@@ -153,7 +157,7 @@ class SimulationConfig:
         check_preset(self.preset)
         if self.time_column is not None and self.data_format not in (None, "csv", "jsonl"):
             raise InputError(f"time_column applies to csv/jsonl data, not data_format={self.data_format!r}")
-        bad = set(self.baselines) - {"static", "ondevice"}
+        bad = set(self.baselines) - set(BASELINES)
         if bad:
             raise InputError(f"baselines may contain 'static' and 'ondevice', got {sorted(bad)}")
         positive = ("n_users", "docs_per_user", "difficulty", "std", "beta_concentration", "d_model", "n_layers",
@@ -324,10 +328,10 @@ def _simulate(config: SimulationConfig, progress: bool) -> SimulationResult:
             main = personalize(config, config.family, progress)
         preds["idfree"] = main["predictions"]
         lap("idfree")
-        if "static" in config.baselines:
-            preds["static"] = static_baseline(config, progress)["predictions"]
-            lap("static")
-        if "ondevice" in config.baselines:
+        if STATIC_BASELINE in config.baselines:
+            preds[STATIC_BASELINE] = static_baseline(config, progress)["predictions"]
+            lap(STATIC_BASELINE)
+        if ONDEVICE_BASELINE in config.baselines:
             preds["ondevice"] = cached(("ondevice", config.ondevice_lr, config.ondevice_epochs)
                                         + config_key(config, MODEL_FIELDS),
                                         lambda: ondevice_finetune(central, train, test, users, config.ondevice_lr,

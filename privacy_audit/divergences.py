@@ -1,24 +1,16 @@
 """Per-user parameter arrays, batched log-densities and pairwise divergence matrices.
 
-Users' distributions are products over ``D`` independent coordinates, given as plain arrays
-``params[name]`` of shape ``(N, D)``: Beta ``alpha``/``beta``, Gaussian ``mean``/``std`` or a static
-point mass ``value``.
-
-**Log-densities as one matrix product.**  For the exponential families used here the log-density
-of every user ``n`` at every sample ``x`` is linear in sufficient statistics ``T(x)``:
-
-* Beta: ``log f_n(x) = sum_d (a_nd - 1) log x_d + (b_nd - 1) log(1 - x_d) - log B(a_nd, b_nd)``,
-  i.e. ``[log x, log(1 - x)] @ [a - 1; b - 1]^T - c``;
-* Gaussian (diagonal): ``log f_n(x) = [x^2, x] @ [-1/(2 s^2); mu / s^2]^T + c_n`` with
-  ``c_n = -sum_d mu_nd^2 / (2 s_nd^2) - sum_d log s_nd - D/2 log 2 pi`` (coordinates are centred
-  first to limit cancellation),
-
-so :class:`LinearLogDensity` evaluates ``(B, N)`` log-densities with one float64 GEMM.
+Users' distributions are products over ``D`` independent coordinates of a registered family
+(:mod:`idfree_core.families`), given as plain arrays ``params[name]`` of shape ``(N, D)`` (Beta
+``alpha``/``beta``, Gaussian ``mean``/``std``, Kumaraswamy ``a``/``b``, a static point mass
+``value``); :func:`check_params` is the family record's ``validate``.  All users' log-densities at
+a block of samples come from :mod:`privacy_audit.likelihood` (one GEMM for the exponential families).
 
 **Divergences** (:func:`divergence_matrix`), summed over independent coordinates:
-KL through the ``torch.distributions.kl`` registry; Hellinger through the Bhattacharyya
-coefficient ``BC = prod_d BC_d`` (Gaussian closed form; Beta
-``BC_d = B((a1+a2)/2, (b1+b2)/2) / sqrt(B(a1, b1) B(a2, b2))``), with ``H^2 = 1 - BC``;
+KL through the ``torch.distributions.kl`` registry (families without a registered KL, e.g.
+Kumaraswamy: quantile quadrature, :mod:`idfree_core.families.numeric`); Hellinger through the
+Bhattacharyya coefficient ``BC = prod_d BC_d`` (Gaussian closed form; Beta
+``BC_d = B((a1+a2)/2, (b1+b2)/2) / sqrt(B(a1, b1) B(a2, b2))``; otherwise quadrature), with ``H^2 = 1 - BC``;
 total variation exactly by quadrature in 1-D, by Monte Carlo
 ``TV(f, g) = E_f[(1 - g/f)_+]`` otherwise, and bounded by ``H^2 <= TV <= H sqrt(2 - H^2)``
 (Le Cam) and Pinsker ``TV <= sqrt(KL/2)``; Jensen-Shannon (nats) by quadrature or Monte Carlo.
@@ -34,101 +26,41 @@ import torch
 from scipy import special
 
 from idfree_core.seeding import torch_generator
+from privacy_audit.likelihood import LinearLogDensity, TorchLogDensity, family_spec, user_log_density
 from privacy_audit.quadrature import integrate_mixture_1d
-from privacy_audit.sampling import SUFFICIENT_SAMPLERS, as_tensors
 
-FAMILY_PARAMS = {"beta": ("alpha", "beta"), "gaussian": ("mean", "std"), "static": ("value",)}
+__all__ = ["check_params", "torch_distribution", "LinearLogDensity", "TorchLogDensity", "user_log_density",
+           "log_bhattacharyya_matrix", "divergence_matrix", "quad_1d", "KINDS"]
+
 KINDS = ("kl", "tv", "tv_lower", "tv_upper", "hellinger", "js")
 
 
 def check_params(family: str, params) -> tuple[str, dict[str, np.ndarray]]:
-    """Validate ``family`` and ``params`` (dict of equal-shape ``(N, D)`` finite arrays) -> float64."""
-    if family not in FAMILY_PARAMS:
-        raise ValueError(f"family: unknown family {family!r}; expected one of {sorted(FAMILY_PARAMS)}")
+    """``(family, float64 (N, D) arrays)``: the family record's :meth:`~idfree_core.families.FamilySpec.validate`
+    (one-line ``ValueError``), also accepting a batched torch distribution and ``(N,)`` arrays (D = 1)."""
+    spec = family_spec(family)
     if isinstance(params, torch.distributions.Distribution):
-        params = _from_torch(family, params)
+        params = spec.params_from_torch(params)
     if not isinstance(params, Mapping):
-        raise ValueError(f"params: expected a dict with keys {list(FAMILY_PARAMS[family])}")
-    names = FAMILY_PARAMS[family]
-    if set(params) != set(names):
-        raise ValueError(f"params: {family} needs exactly the keys {list(names)}, got {sorted(params)}")
-    out, shape = {}, None
-    for name in names:
+        raise ValueError(f"params: expected a dict with keys {list(spec.param_names)}")
+    if set(params) != set(spec.param_names):
+        raise ValueError(f"params: {family} needs exactly the keys {list(spec.param_names)}, got {sorted(params)}")
+    shaped = {}
+    for name in spec.param_names:
         try:
             arr = np.asarray(params[name], dtype=np.float64)
         except (TypeError, ValueError):
             raise ValueError(f"params[{name!r}]: not a numeric array") from None
-        if arr.ndim == 1:
-            arr = arr[:, None]
-        if arr.ndim != 2 or arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ValueError(f"params[{name!r}]: expected shape (N, D), got {arr.shape}")
-        if shape is not None and arr.shape != shape:
-            raise ValueError(f"params[{name!r}]: shape {arr.shape} differs from {shape}")
-        shape = arr.shape
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"params[{name!r}]: contains NaN or infinite values")
-        if name in ("alpha", "beta", "std") and np.any(arr <= 0):
-            raise ValueError(f"params[{name!r}]: must be > 0")
-        out[name] = arr
-    return family, out
-
-
-def _from_torch(family: str, dist) -> dict[str, np.ndarray]:
-    """Parameters of a batched ``Beta``/``Normal`` (optionally ``Independent``) as ``(N, D)`` arrays."""
-    while isinstance(dist, torch.distributions.Independent):
-        dist = dist.base_dist
-    if family == "beta" and isinstance(dist, torch.distributions.Beta):
-        pairs = {"alpha": dist.concentration1, "beta": dist.concentration0}
-    elif family == "gaussian" and isinstance(dist, torch.distributions.Normal):
-        pairs = {"mean": dist.loc, "std": dist.scale}
-    else:
-        raise ValueError(f"params: a {type(dist).__name__} distribution does not match family {family!r}")
-    n = dist.batch_shape[0] if len(dist.batch_shape) else 1
-    return {k: v.detach().double().reshape(n, -1).numpy() for k, v in pairs.items()}
+        shaped[name] = arr[:, None] if arr.ndim == 1 else arr
+    return family, spec.validate(shaped, where="params")
 
 
 def torch_distribution(family: str, params: dict[str, np.ndarray], index=slice(None)):
     """The users' ``torch.distributions`` objects (batch ``(N, D)``), for sampling and the KL registry."""
-    if family == "beta":
-        return torch.distributions.Beta(torch.as_tensor(params["alpha"][index]),
-                                        torch.as_tensor(params["beta"][index]))
-    if family == "gaussian":
-        return torch.distributions.Normal(torch.as_tensor(params["mean"][index]),
-                                          torch.as_tensor(params["std"][index]))
-    raise ValueError(f"family: {family!r} has no density (point masses)")
-
-
-class LinearLogDensity:
-    """All users' log-densities at a block of points as ``T(x) @ W + c`` (one float64 GEMM)."""
-
-    def __init__(self, family: str, params: dict[str, np.ndarray]):
-        self.family = family
-        if family == "beta":
-            a, b = params["alpha"], params["beta"]
-            self.center = None
-            self.W = torch.as_tensor(np.concatenate([a - 1.0, b - 1.0], axis=1).T.copy())
-            self.c = torch.as_tensor(-special.betaln(a, b).sum(axis=1))
-        elif family == "gaussian":
-            m, s = params["mean"], params["std"]
-            self.center = torch.as_tensor(m.mean(axis=0))
-            mc, prec = m - m.mean(axis=0), 1.0 / s**2
-            self.W = torch.as_tensor(np.concatenate([-0.5 * prec, mc * prec], axis=1).T.copy())
-            self.c = torch.as_tensor(-0.5 * (mc**2 * prec).sum(axis=1) - np.log(s).sum(axis=1)
-                                     - 0.5 * m.shape[1] * math.log(2 * math.pi))
-        else:
-            raise ValueError(f"family: {family!r} has no density (point masses)")
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.as_tensor(x, dtype=torch.float64)
-        if self.family == "beta":
-            tiny = torch.finfo(torch.float64).tiny
-            return torch.cat([torch.log(x.clamp_min(tiny)), torch.log1p(-x).clamp_min(-745.0)], dim=1)
-        xc = x - self.center
-        return torch.cat([xc * xc, xc], dim=1)
-
-    def __call__(self, x) -> torch.Tensor:
-        """``(B, N)`` log-densities of the ``N`` users at the ``B`` rows of ``x`` (``(B, D)``)."""
-        return torch.addmm(self.c, self.features(x), self.W)
+    spec = family_spec(family)
+    if spec.is_point_mass:
+        raise ValueError(f"family: {family!r} has no density (point masses)")
+    return spec.torch_distribution({k: torch.as_tensor(params[k][index]) for k in spec.param_names})
 
 
 def quad_1d(func, family: str, params: dict[str, np.ndarray]) -> tuple[float, float]:
@@ -145,17 +77,42 @@ def _chunks(n: int, per_row: int, budget: int = 1 << 23):
 
 
 def _kl_matrix(family, p) -> np.ndarray:
+    """``KL(f_i || f_j)`` summed over coordinates: the record's elementwise KL (torch's registry,
+    else quantile quadrature, :mod:`idfree_core.families.numeric`)."""
+    spec = family_spec(family)
     n, d = next(iter(p.values())).shape
     out = np.empty((n, n))
-    q = torch_distribution(family, p)
-    qb = type(q)(*[t.unsqueeze(0) for t in ((q.concentration1, q.concentration0) if family == "beta"
-                                            else (q.loc, q.scale))])
-    for sl in _chunks(n, n * d):
-        pa = torch_distribution(family, p, sl)
-        pb = type(pa)(*[t.unsqueeze(1) for t in ((pa.concentration1, pa.concentration0) if family == "beta"
-                                                 else (pa.loc, pa.scale))])
-        out[sl] = torch.distributions.kl.kl_divergence(pb, qb).sum(-1).numpy()
+    for sl in _chunks(n, n * d * (1 if _has_torch_kl(spec) else 400)):
+        out[sl] = spec.kl_divergence({k: v[sl, None, :] for k, v in p.items()},
+                                     {k: v[None] for k, v in p.items()}).sum(-1)
     return out
+
+
+def _has_torch_kl(spec) -> bool:
+    one = {k: np.ones((1, 1)) for k in spec.param_names}
+    try:
+        torch.distributions.kl_divergence(spec.torch_distribution(one), spec.torch_distribution(
+            {k: 2 * v for k, v in one.items()}))
+    except NotImplementedError:
+        return False
+    return True
+
+
+def _beta_log_bc(p, sl):
+    a1, b1 = p["alpha"][sl, None, :], p["beta"][sl, None, :]
+    a2, b2 = p["alpha"][None], p["beta"][None]
+    return special.betaln((a1 + a2) / 2, (b1 + b2) / 2) - 0.5 * (special.betaln(a1, b1) + special.betaln(a2, b2))
+
+
+def _gaussian_log_bc(p, sl):
+    m1, s1 = p["mean"][sl, None, :], p["std"][sl, None, :]
+    m2, s2 = p["mean"][None], p["std"][None]
+    v = s1**2 + s2**2
+    return -((m1 - m2) ** 2) / (4 * v) - 0.5 * np.log(v / (2 * s1 * s2))
+
+
+# closed-form elementwise log BC; other families: the record's quadrature log-affinity at 1/2
+LOG_BC = {"beta": _beta_log_bc, "gaussian": _gaussian_log_bc}
 
 
 def log_bhattacharyya_matrix(family: str, params) -> np.ndarray:
@@ -163,21 +120,18 @@ def log_bhattacharyya_matrix(family: str, params) -> np.ndarray:
     family, p = check_params(family, params)
     n, d = next(iter(p.values())).shape
     out = np.empty((n, n))
-    for sl in _chunks(n, n * d):
-        if family == "beta":
-            a1, b1 = p["alpha"][sl, None, :], p["beta"][sl, None, :]
-            a2, b2 = p["alpha"][None], p["beta"][None]
-            val = special.betaln((a1 + a2) / 2, (b1 + b2) / 2) - 0.5 * (special.betaln(a1, b1)
-                                                                         + special.betaln(a2, b2))
-        elif family == "gaussian":
-            m1, s1 = p["mean"][sl, None, :], p["std"][sl, None, :]
-            m2, s2 = p["mean"][None], p["std"][None]
-            v = s1**2 + s2**2
-            val = -((m1 - m2) ** 2) / (4 * v) - 0.5 * np.log(v / (2 * s1 * s2))
-        else:
-            same = np.all(p["value"][sl, None, :] == p["value"][None], axis=-1)
+    spec = family_spec(family)
+    closed = LOG_BC.get(family)
+    for sl in _chunks(n, n * d * (1 if closed is not None else 400)):
+        if spec.is_point_mass:
+            rows = np.concatenate([p[k] for k in spec.param_names], axis=1)
+            same = np.all(rows[sl, None, :] == rows[None], axis=-1)
             out[sl] = np.where(same, 0.0, -np.inf)
             continue
+        if closed is not None:
+            val = closed(p, sl)
+        else:
+            val = spec.log_affinity({k: v[sl, None, :] for k, v in p.items()}, {k: v[None] for k, v in p.items()}, 0.5)
         out[sl] = np.minimum(val.sum(-1), 0.0)
     np.fill_diagonal(out, 0.0)
     return out
@@ -189,7 +143,7 @@ def _pairwise_1d(family, p, kind) -> np.ndarray:
     for i in range(n):
         for j in range(i + 1, n):
             sub = {k: v[[i, j]] for k, v in p.items()}
-            logd = LinearLogDensity(family, sub)
+            logd = user_log_density(family, sub)
 
             def integrand(x, logd=logd):
                 lf = logd(torch.as_tensor(x, dtype=torch.float64)[:, None]).numpy()
@@ -207,13 +161,12 @@ def _pairwise_1d(family, p, kind) -> np.ndarray:
 
 def _pairwise_mc(family, p, kind, n_samples, random_state) -> np.ndarray:
     n = next(iter(p.values())).shape[0]
-    logd = LinearLogDensity(family, p)
+    logd = user_log_density(family, p)
     acc = np.zeros((n, n))
     gen = torch_generator(random_state)
-    tp = as_tensors(p)
     for i in range(n):
         idx = torch.full((n_samples,), i, dtype=torch.long)
-        L = torch.addmm(logd.c, SUFFICIENT_SAMPLERS[family](tp, logd.center, idx, 1, gen), logd.W)
+        L = logd.joint(logd.draw(idx, 1, gen), 1)
         diff = L - L[:, i : i + 1]
         if kind == "tv":
             acc[i] = torch.clamp(1 - torch.exp(diff), min=0).mean(0).numpy()
@@ -239,8 +192,9 @@ def divergence_matrix(family: str, params, kind: str = "kl", *, n_samples: int =
         raise ValueError(f"kind: unknown divergence {kind!r}; expected one of {list(KINDS)}")
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 2:
         raise ValueError(f"n_samples: expected an integer >= 2, got {n_samples!r}")
-    if family == "static":
-        same = np.all(p["value"][:, None, :] == p["value"][None], axis=-1)
+    if family_spec(family).is_point_mass:
+        rows = np.concatenate([p[k] for k in family_spec(family).param_names], axis=1)
+        same = np.all(rows[:, None, :] == rows[None], axis=-1)
         top = {"kl": np.inf, "js": math.log(2)}.get(kind, 1.0)
         return np.where(same, 0.0, top)
     d = next(iter(p.values())).shape[1]

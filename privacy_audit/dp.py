@@ -20,6 +20,8 @@ An upload of user ``i`` is a mechanism output; "neighbouring inputs" are two use
   (Lee and Clifton 2012 for ``delta = 0``; the ``delta`` term follows from summing
   ``P_i(A_i) <= e^eps P_j(A_i) + delta`` over ``j != i``).  The converse fails: an average
   misattribution rate, however high, implies no DP guarantee (one exposed user suffices).
+* **Other families** (no natural form in :mod:`privacy_audit.expfam`, e.g. Kumaraswamy): the report
+  says "not available" (``epsilon`` values ``None``) rather than guessing.
 """
 
 from __future__ import annotations
@@ -28,18 +30,20 @@ import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import torch
 from scipy import optimize, stats
 
 from idfree_core.seeding import torch_generator
-from privacy_audit.divergences import LinearLogDensity, check_params
+from privacy_audit.divergences import check_params
 from privacy_audit.expfam import GEOMETRIC_MIXTURE, log_mgf, symmetrised_kl
-from privacy_audit.sampling import SUFFICIENT_SAMPLERS, as_tensors
+from privacy_audit.likelihood import LinearLogDensity, family_spec
 
 __all__ = ["DPReport", "gdp_delta", "gdp_epsilon", "attribution_bound", "privacy_in_dp_terms"]
 
 NO_GUARANTEE = ("Measured average misattribution implies no differential-privacy guarantee: the DP "
                 "numbers are per pair of users and the worst pair decides.")
+NOT_AVAILABLE = ("No DP numbers for the {family} family: the tilted privacy-loss sampler and the Chernoff "
+                 "epsilon bound need its exponential-family natural form, which privacy_audit.expfam does not "
+                 "have (the misattribution figures above do not depend on it).")
 PLD_PAIRS = 3
 
 
@@ -95,7 +99,7 @@ class DPReport:
 
 
 def _common_std(family: str, p: dict) -> bool:
-    return family == "gaussian" and bool(np.all(p["std"] == p["std"][:1]))
+    return family_spec(family).location_scale_normal and bool(np.all(p["std"] == p["std"][:1]))
 
 
 def _max_mahalanobis(p: dict) -> tuple[float, tuple[int, int]]:
@@ -123,8 +127,7 @@ def _pld_delta_curve(family, pair_params, m, lam, n_samples, gen):
     pj = {k: v[1:] for k, v in pair_params.items()}
     tilt = GEOMETRIC_MIXTURE[family](pi, pj, lam)
     logd = LinearLogDensity(family, pair_params)
-    feats = SUFFICIENT_SAMPLERS[family](as_tensors(tilt), logd.center, torch.zeros(n_samples, dtype=torch.long), m, gen)
-    lf = torch.addmm(m * logd.c, feats, logd.W).numpy()
+    lf = logd.joint(logd.draw_from(tilt, n_samples, m, gen), m).numpy()
     L = lf[:, 0] - lf[:, 1]
     logw = (1 - lam) * L + m * float(log_mgf(family, pi, pj, lam)[0])
 
@@ -171,8 +174,10 @@ def privacy_in_dp_terms(family: str, params, uploads=(1, 5, 20), delta: float = 
     if any(m < 1 for m in ms):
         raise ValueError("uploads: expected positive integers")
     n = next(iter(p.values())).shape[0]
-    if family == "static":
-        same = bool(np.all(p["value"] == p["value"][:1]))
+    spec = family_spec(family)
+    if spec.is_point_mass:
+        rows = np.concatenate([p[k] for k in spec.param_names], axis=1)
+        same = bool(np.all(rows == rows[:1]))
         eps = {f"m={m}": (0.0 if same else math.inf) for m in ms}
         return DPReport("point masses", n, delta, (0, min(1, n - 1)), eps,
                         attribution={k: attribution_bound(v, delta, n) for k, v in eps.items()})
@@ -181,6 +186,11 @@ def privacy_in_dp_terms(family: str, params, uploads=(1, 5, 20), delta: float = 
         eps = {f"m={m}": gdp_epsilon(delta, mu * math.sqrt(m)) for m in ms}
         return DPReport("gdp (exact, all pairs)", n, delta, pair, eps, gdp_mu_per_upload=mu,
                         attribution={k: attribution_bound(v, delta, n) for k, v in eps.items()})
+    if GEOMETRIC_MIXTURE.get(family) is None:
+        J = symmetrised_kl(family, p) if n > 1 else np.zeros((1, 1))
+        i, j = divmod(int(np.argmax(np.triu(J, 1))), n) if n > 1 else (0, 0)
+        return DPReport(f"not available for family {family!r}", n, delta, (i, j), {f"m={m}": None for m in ms},
+                        pairs="none (worst_pair: the largest symmetrised KL)", statement=NOT_AVAILABLE.format(family=family) + " " + NO_GUARANTEE)
     J = symmetrised_kl(family, p)
     order = np.argsort(-np.triu(J, 1), axis=None)[:max(1, PLD_PAIRS)]
     pairs = [divmod(int(k), n) for k in order]

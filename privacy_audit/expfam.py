@@ -13,13 +13,19 @@ the cumulant generating function of the privacy loss ``L = log f_i/f_j`` under `
 ``theta = (mu / s^2, -1 / (2 s^2))``, ``A = mu^2 / (2 s^2) + log s``.
 
 The symmetrised KL ``J_ij = KL(f_i||f_j) + KL(f_j||f_i) = (theta_i - theta_j) . (eta_i - eta_j)``
-(``eta = E[T]``) is one matrix product over all pairs (:func:`symmetrised_kl`).
+(``eta = E[T]``) is one matrix product over all pairs (:func:`symmetrised_kl`).  A registered family
+without a natural form here (Kumaraswamy) gets ``J`` from its KL matrix and ``K_ij(lam)`` for
+``0 <= lam <= 1`` (the Chernoff information) by quantile quadrature; the tilted DP samplers need the
+natural form and report "not available" for it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import special
+
+from idfree_core.families import get_family_spec
+from idfree_core.families.numeric import log_affinity_from_ratio, log_ratio_at_quantiles
 
 __all__ = ["GEOMETRIC_MIXTURE", "LOG_PARTITION", "log_mgf", "symmetrised_kl", "chernoff_information"]
 
@@ -64,12 +70,32 @@ def log_mgf(family: str, pi: dict, pj: dict, lam) -> np.ndarray:
 
 
 def symmetrised_kl(family: str, p: dict) -> np.ndarray:
-    """``J_ij = KL(f_i||f_j) + KL(f_j||f_i)`` for all pairs, ``(N, N)``, by one GEMM."""
+    """``J_ij = KL(f_i||f_j) + KL(f_j||f_i)`` for all pairs, ``(N, N)``, by one GEMM (exponential
+    families here); other registered families: from the KL matrix of :mod:`privacy_audit.divergences`."""
+    if NATURAL.get(family) is None:
+        from privacy_audit.divergences import _kl_matrix
+
+        kl = _kl_matrix(family, p)
+        J = np.maximum(kl + kl.T, 0.0)
+        np.fill_diagonal(J, 0.0)
+        return J
     theta = np.concatenate(NATURAL[family](p), axis=1)
     eta = np.concatenate(MEAN_STATISTICS[family](p), axis=1)
     d = np.einsum("nf,nf->n", theta, eta)
     cross = theta @ eta.T
     return np.maximum(d[:, None] + d[None] - cross - cross.T, 0.0)
+
+
+def _neg_log_mgf(family: str, pi: dict, pj: dict):
+    """``(lam, rows) -> -K_ij(lam)`` for the pairs ``rows``: closed form (:func:`log_mgf`) or, for a
+    family without a natural form here (e.g. Kumaraswamy), the quantile quadrature of
+    :mod:`idfree_core.families.numeric` (``0 <= lam <= 1``, where ``K <= 0`` by Hoelder), whose
+    log-ratios are computed once and reused for every ``lam``."""
+    if GEOMETRIC_MIXTURE.get(family) is not None:
+        return lambda lam, rows: -log_mgf(family, {k: v[rows] for k, v in pi.items()},
+                                          {k: v[rows] for k, v in pj.items()}, lam)
+    r, w = log_ratio_at_quantiles(get_family_spec(family), pj, pi)   # log f_i - log f_j at F_j^-1(u)
+    return lambda lam, rows: -log_affinity_from_ratio(r[rows], w, 1 - np.asarray(lam)[:, None]).sum(-1)
 
 
 def chernoff_information(family: str, p: dict, pairs: np.ndarray, iters: int = 60) -> tuple[np.ndarray, np.ndarray]:
@@ -78,10 +104,12 @@ def chernoff_information(family: str, p: dict, pairs: np.ndarray, iters: int = 6
     1952; Leang and Johnson 1997 for several hypotheses)."""
     pi = {k: v[pairs[:, 0]] for k, v in p.items()}
     pj = {k: v[pairs[:, 1]] for k, v in p.items()}
+    negk = _neg_log_mgf(family, pi, pj)
+    every = np.ones(len(pairs), bool)
     lo, hi = np.zeros(len(pairs)), np.ones(len(pairs))
     g = (np.sqrt(5) - 1) / 2
     x1, x2 = hi - g * (hi - lo), lo + g * (hi - lo)
-    f1, f2 = -log_mgf(family, pi, pj, x1), -log_mgf(family, pi, pj, x2)
+    f1, f2 = negk(x1, every), negk(x2, every)
     for _ in range(iters):
         left = f1 > f2          # maximum in [lo, x2]
         hi = np.where(left, x2, hi)
@@ -92,8 +120,8 @@ def chernoff_information(family: str, p: dict, pairs: np.ndarray, iters: int = 6
         f1n = np.where(left, np.nan, f2)
         x1, x2 = x1n, x2n
         need1, need2 = np.isnan(f1n), np.isnan(f2n)
-        f1n[need1] = -log_mgf(family, {k: v[need1] for k, v in pi.items()}, {k: v[need1] for k, v in pj.items()}, x1[need1])
-        f2n[need2] = -log_mgf(family, {k: v[need2] for k, v in pi.items()}, {k: v[need2] for k, v in pj.items()}, x2[need2])
+        f1n[need1] = negk(x1[need1], need1)
+        f2n[need2] = negk(x2[need2], need2)
         f1, f2 = f1n, f2n
     lam = (lo + hi) / 2
-    return np.maximum(-log_mgf(family, pi, pj, lam), 0.0), lam
+    return np.maximum(negk(lam, every), 0.0), lam

@@ -249,6 +249,9 @@ def binomial_family(n: int = 5) -> Family:
 BUILTIN: dict[str, Family] = {
     "beta": _make("beta", lambda x, a, b: x ** (a - 1) * (1 - x) ** (b - 1) / sp.beta(a, b),
                   "x", {"a": _POS, "b": _POS}, (0, 1), description="Beta(a, b) on (0, 1)"),
+    "kumaraswamy": _make("kumaraswamy", lambda x, a, b: a * b * x ** (a - 1) * (1 - x**a) ** (b - 1),
+                         "x", {"a": _POS, "b": _POS}, (0, 1),
+                         description="Kumaraswamy(a, b) on (0, 1)", references=("Jones 2009",)),
     "gaussian": _make(
         "gaussian",
         lambda x, mu, sigma: sp.exp(-(x - mu) ** 2 / (2 * sigma**2)) / (sp.sqrt(2 * sp.pi) * sigma),

@@ -15,7 +15,8 @@ with ``post_n(x) = pi_n f_n(x) / sum_m pi_m f_m(x)``.
   estimator ``1 - max_n post_n(x)`` (the conditional expectation of the MAP error indicator given
   ``x``, so lower variance) with a Student-t interval, adding blocks of samples until the
   half-width is at most ``target_halfwidth``.  All users' log-densities at a block of samples are
-  one float64 matrix product (:class:`privacy_audit.divergences.LinearLogDensity`).  Per-user
+  one float64 matrix product for the exponential families, the family's torch log-density
+  otherwise (:mod:`privacy_audit.likelihood`).  Per-user
   error ``P(MAP != n | n) = E[post_n(x) 1{MAP(x) != n}] / pi_n`` comes for free.
 
 The proximity bound (:func:`proximity_bound`) and divergence matrices (:func:`divergence_matrix`)
@@ -30,10 +31,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 from idfree_core.seeding import seed_int
-from privacy_audit.divergences import (LinearLogDensity, _chunks, check_params,
-                                       divergence_matrix, quad_1d, torch_distribution)
-from privacy_audit.sampling import (SUFFICIENT_SAMPLERS, as_tensors, mean_interval,
-                                     required_samples, user_indices)
+from privacy_audit.divergences import _chunks, check_params, divergence_matrix, quad_1d, torch_distribution
+from privacy_audit.likelihood import family_spec, user_log_density
+from privacy_audit.sampling import mean_interval, required_samples, user_indices
 from privacy_audit.proximity import (ProximityBound, proximity_bound,
                                      proximity_bound_from_trajectories)
 
@@ -128,11 +128,9 @@ def _monte_carlo(family, p, pi, *, confidence, target, max_samples, min_samples,
     from concurrent.futures import ThreadPoolExecutor
 
     n_users, dim = next(iter(p.values())).shape
-    logd = LinearLogDensity(family, p)
+    logd = user_log_density(family, p)
     logpi = torch.as_tensor(np.log(pi))
-    c = uploads * logd.c
-    tp, tpi = as_tensors(p), torch.as_tensor(pi)
-    sampler = SUFFICIENT_SAMPLERS[family]
+    tpi = torch.as_tensor(pi)
     block = batch_size or int(min(8192, max(256, (1 << 22) // max(n_users, 2 * dim * uploads))))
     bound = 1.0 - 1.0 / n_users   # 1 - max_n post_n(x) lies in [0, 1 - 1/N]
     total, sums = 0, np.zeros(3)
@@ -150,7 +148,7 @@ def _monte_carlo(family, p, pi, *, confidence, target, max_samples, min_samples,
         return int(min(want, max_samples - done))
 
     def draw(n: int) -> torch.Tensor:
-        return sampler(tp, logd.center, user_indices(tpi, n, gen), uploads, gen)
+        return logd.draw(user_indices(tpi, n, gen), uploads, gen)
 
     bar = None
     if progress:
@@ -163,7 +161,7 @@ def _monte_carlo(family, p, pi, *, confidence, target, max_samples, min_samples,
             n_b = feats.shape[0]
             nxt = plan(total + n_b)
             pending = pool.submit(draw, nxt) if nxt > 0 else None
-            lf = torch.addmm(c, feats, logd.W) + logpi
+            lf = logd.joint(feats, uploads) + logpi
             post = torch.softmax(lf, dim=1)
             top, arg = post.max(dim=1)
             g = 1.0 - top
@@ -194,8 +192,9 @@ def bayes_misattribution(family: str, params, priors=None, method: str = "auto",
                          progress: bool = False, uploads_per_user: int = 1) -> MisattributionEstimate:
     """Error probability of the MAP attributor over ``N`` users (see the module docstring).
 
-    ``family`` in ``{"beta", "gaussian", "static"}``; ``params`` maps ``alpha``/``beta``,
-    ``mean``/``std`` or ``value`` to ``(N, D)`` arrays (independent coordinates); ``priors`` (N,)
+    ``family``: a registered family name (:mod:`idfree_core.families`); ``params`` maps its
+    parameter names (``alpha``/``beta``, ``mean``/``std``, ``a``/``b``, ``value``) to ``(N, D)``
+    arrays (independent coordinates); ``priors`` (N,)
     non-negative weights, normalised (uniform if None).  ``method="auto"`` integrates exactly when
     ``D == 1`` (and for point masses) and uses Monte Carlo otherwise.
 
@@ -223,10 +222,11 @@ def bayes_misattribution(family: str, params, priors=None, method: str = "auto",
     seed = seed_int(random_state)
     ceiling = 1.0 - float(pi.max())
 
-    if family == "static":
+    spec = family_spec(family)
+    if spec.is_point_mass:
         if method == "monte_carlo":
-            raise ValueError("method: point masses (static family) are always integrated exactly")
-        v = _static_error(p["value"], pi)
+            raise ValueError(f"method: point masses ({family} family) are always integrated exactly")
+        v = _static_error(np.concatenate([p[k] for k in spec.param_names], axis=1), pi)
         return MisattributionEstimate(v, (v, v), "exact", 0, float(confidence), 0.0, interval="exact",
                                       uploads_per_user=uploads)
     if method == "exact" and dim > 1:
@@ -236,7 +236,7 @@ def bayes_misattribution(family: str, params, priors=None, method: str = "auto",
     if int(keep.sum()) == 1:
         return MisattributionEstimate(0.0, (0.0, 0.0), "exact", 0, float(confidence), 0.0, interval="exact",
                                       uploads_per_user=uploads)
-    if uploads > 1 and family == "gaussian" and np.all(pk["std"] == pk["std"][:1]):
+    if uploads > 1 and spec.location_scale_normal and np.all(pk["std"] == pk["std"][:1]):
         pk, mc_uploads = {"mean": pk["mean"], "std": pk["std"] / math.sqrt(uploads)}, 1
     else:
         mc_uploads = uploads

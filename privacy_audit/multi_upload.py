@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from privacy_audit.divergences import check_params
+from privacy_audit.likelihood import family_spec
 from privacy_audit.expfam import chernoff_information, symmetrised_kl
 
 __all__ = ["UploadCurve", "misattribution_by_uploads", "chernoff_rate"]
@@ -67,7 +68,7 @@ def chernoff_rate(family: str, params) -> tuple[float, tuple[int, int], str]:
     """``(min pairwise Chernoff information, pair, pair selection)`` in nats per upload."""
     family, p = check_params(family, params)
     n = next(iter(p.values())).shape[0]
-    if n < 2 or family == "static":
+    if n < 2 or family_spec(family).is_point_mass:
         return float("inf"), (0, 0), "none"
     pairs, how = candidate_pairs(family, p)
     c, _ = chernoff_information(family, p, pairs)

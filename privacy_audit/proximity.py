@@ -42,12 +42,55 @@ import numpy as np
 from scipy import special, stats
 
 from idfree_core.optim import adam_step_bounds  # the one Adam step bound (idfree_core/optim.py)
+from torch.distributions import constraints
+
 from privacy_audit.divergences import check_params
+from privacy_audit.likelihood import family_spec
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 CLIPPINGS = ("global", "coordinate")
 LINKS = ("softplus", "exp")
-DEFAULT_INIT = {"beta": {"alpha": 2.0, "beta": 5.0}, "gaussian": {"mean": 0.1, "std": 0.2}}
+
+
+def _beta_fisher_trace(lo, hi):
+    """``psi1(a_lo) + psi1(b_lo) - 2 psi1(a_hi + b_hi)`` >= the Beta Fisher information's lambda_max."""
+    return special.polygamma(1, lo[0]) + special.polygamma(1, lo[1]) - 2 * special.polygamma(1, hi[0] + hi[1])
+
+
+# Step 3 for exponential families other than the normal: an upper bound on lambda_max of the Fisher
+# information over the reachable box (family name -> (lo, hi) -> bound).  Normals use closed forms.
+FISHER_BOUNDS = {"beta": _beta_fisher_trace}
+
+
+def proximity_covers(family: str) -> bool:
+    """Whether :func:`proximity_bound` covers ``family`` (a registered normal, or one in :data:`FISHER_BOUNDS`)."""
+    try:
+        _supported(family)
+    except ValueError:
+        return False
+    return True
+
+
+def _supported(family: str):
+    """The family record, if the proximity bound covers it (a normal or a Fisher bound), else ValueError."""
+    spec = family_spec(family)
+    if not (spec.location_scale_normal or FISHER_BOUNDS.get(family) is not None):
+        covered = [n for n in FISHER_BOUNDS] + ["location-scale normals (gaussian)"]
+        raise ValueError(f"family: the proximity bound covers {', '.join(covered)}, not {family!r} "
+                         "(it needs a Fisher-information bound on the reachable parameter box)")
+    return spec
+
+
+def _default_init(spec) -> dict[str, float]:
+    """The common initialisation of the family record (Beta alpha=2, beta=5; Gaussian mean=0.1, std=0.2)."""
+    return spec.initial_params()
+
+
+def _trained(spec, train_std: bool) -> tuple[str, ...]:
+    """Trained parameters: all of them, except a normal's std unless ``train_std``."""
+    if spec.location_scale_normal and not train_std:
+        return ("mean",)
+    return spec.param_names
 
 
 @dataclass(frozen=True)
@@ -102,13 +145,14 @@ def _knapsack(weight, cap2, budget2) -> float:
 
 def _geometry_bound(family, lo, hi, cap_center, l2_center, cap_pair, l2_pair, n_users, fixed_std):
     """Steps 3-4 for a reachable box ``[lo, hi]`` (constrained params, shape (k, D)) and drifts."""
-    if np.any(lo <= 0) and family == "beta" or (family == "gaussian" and fixed_std is None
-                                                 and np.any(lo[1] <= 0)):
+    fisher = FISHER_BOUNDS.get(family)
+    normal = family_spec(family).location_scale_normal
+    if np.any(lo <= 0) and fisher is not None or (normal and fixed_std is None and np.any(lo[1] <= 0)):
         w = v = np.full(lo.shape, np.inf)
         exact = None
-    elif family == "beta":
-        lam = special.polygamma(1, lo[0]) + special.polygamma(1, lo[1]) - 2 * special.polygamma(1, hi[0] + hi[1])
-        w, v, exact = np.stack([lam / 2] * 2), np.stack([lam / 8] * 2), None
+    elif fisher is not None:
+        lam = fisher(lo, hi)
+        w, v, exact = np.stack([lam / 2] * lo.shape[0]), np.stack([lam / 8] * lo.shape[0]), None
     elif fixed_std is not None:
         prec = 1.0 / np.broadcast_to(fixed_std, lo.shape) ** 2
         w, v, exact = prec / 2, prec / 8, prec
@@ -159,6 +203,35 @@ def fano_bound(n_users: int, kl_radius: float) -> float:
     return float(optimize.brentq(phi, 0.0, top, xtol=1e-14)) * (1 - 1e-12)
 
 
+def mutual_information_bound(family: str, params) -> tuple[float, str]:
+    """``(I_max, q)``: an upper bound on ``I(U; X)`` for one upload of a uniformly drawn user.
+
+    ``I(U; X) = 1/N sum_n KL(f_n || f_bar) <= 1/N sum_n KL(f_n || q)`` for every ``q`` (the mixture
+    ``f_bar`` minimises the right side; Cover and Thomas 2006, Thm. 2.10.1 and the "golden formula"),
+    coordinates independent so per-coordinate KLs add.  Candidates ``q``: the member at the users'
+    mean and median parameters, and for location-scale normals the moment-matched Gaussian
+    (``mean(mu)``, ``mean(s^2 + (mu - mean(mu))^2)``), which is the best Gaussian ``q``.  The smallest
+    is returned with its name; KL from the family record (torch's registry, else quadrature).
+    """
+    spec = family_spec(family)
+    p = spec.validate(params, where="params")
+    n = next(iter(p.values())).shape[0]
+    cands = {"mean parameters": {k: np.broadcast_to(v.mean(0, keepdims=True), v.shape) for k, v in p.items()},
+             "median parameters": {k: np.broadcast_to(np.median(v, 0, keepdims=True), v.shape) for k, v in p.items()}}
+    if spec.location_scale_normal:
+        mu = p["mean"].mean(0, keepdims=True)
+        var = (p["std"] ** 2 + (p["mean"] - mu) ** 2).mean(0, keepdims=True)
+        cands["moment-matched normal"] = {"mean": np.broadcast_to(mu, p["mean"].shape),
+                                          "std": np.broadcast_to(np.sqrt(var), p["std"].shape)}
+    best = (math.inf, "none")
+    for name, q in cands.items():
+        kl = np.asarray(spec.kl_divergence(p, {k: np.ascontiguousarray(v) for k, v in q.items()}), float)
+        value = float(kl.reshape(n, -1).sum(1).mean())
+        if math.isfinite(value) and value < best[0]:
+            best = (max(value, 0.0), name)
+    return best
+
+
 def _check_positive(value, name, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
@@ -184,8 +257,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
     parameters (alpha, beta, std) are ``link(u)`` of unconstrained ``u``.  ``clip`` is the gradient
     norm (global) or value (coordinate) bound, used by SGD only; Adam's step is bounded regardless.
     """
-    if family not in DEFAULT_INIT:
-        raise ValueError(f"family: expected 'beta' or 'gaussian', got {family!r}")
+    spec = _supported(family)
     n_users, dim, steps = _check_int(n_users, "n_users", 1), _check_int(dim, "dim", 1), _check_int(steps, "steps", 0)
     lr = _check_positive(lr, "lr")
     wd = _check_positive(weight_decay, "weight_decay", allow_zero=True)
@@ -205,21 +277,23 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
     if not (0 <= b1 < 1 and 0 < b2 < 1):
         raise ValueError(f"betas: expected 0 <= beta1 < 1 and 0 < beta2 < 1, got {betas!r}")
     if std is not None:
-        if family != "gaussian":
-            raise ValueError("std: applies to the gaussian family only")
+        if not spec.location_scale_normal:
+            raise ValueError("std: applies to the gaussian (location-scale normal) family only")
         std = _check_positive(std, "std")
-    init = {**DEFAULT_INIT[family], **({"std": std} if std is not None else {}), **(init or {})}
-    names = ("alpha", "beta") if family == "beta" else (("mean", "std") if train_std else ("mean",))
-    extra = set(init) - set(DEFAULT_INIT[family])
+    defaults = _default_init(spec)
+    init = {**defaults, **({"std": std} if std is not None else {}), **(init or {})}
+    names = _trained(spec, train_std)
+    extra = set(init) - set(defaults)
     if extra:
         raise ValueError(f"init: unknown parameters {sorted(extra)} for {family}")
     theta0 = {}
-    for k in DEFAULT_INIT[family]:
+    positive = {k for k in spec.param_names if spec.constraints[k] is constraints.positive}
+    for k in defaults:
         arr = np.broadcast_to(np.asarray(init[k], dtype=np.float64), (dim,)) if np.size(init[k]) in (1, dim) else None
-        if arr is None or not np.all(np.isfinite(arr)) or (k != "mean" and np.any(arr <= 0)):
+        if arr is None or not np.all(np.isfinite(arr)) or (k in positive and np.any(arr <= 0)):
             raise ValueError(f"init[{k!r}]: expected a finite (positive for {k}) scalar or {dim} values")
         theta0[k] = arr
-    links = {k: ("identity" if k == "mean" else link) for k in names}
+    links = {k: (link if k in positive else "identity") for k in names}
     u0 = np.stack([theta0[k] if links[k] == "identity" else _link_inv(link, theta0[k]) for k in names])
     n_params = u0.size
     t = np.arange(1, steps + 1)
@@ -255,7 +329,7 @@ def proximity_bound(family: str, n_users: int, dim: int, lr: float, clip: float 
     c_cap = np.maximum(hi - th0, th0 - lo)
     p_cap = np.minimum(hi - lo, slope * pair_cap)
     smax = float(slope.max())
-    fixed = theta0["std"] if family == "gaussian" and not train_std else None
+    fixed = theta0["std"] if spec.location_scale_normal and not train_std else None
     value, kl, tv, hel, tv_init = _geometry_bound(
         family, lo, hi, c_cap, smax * center_l2, p_cap, smax * pair_l2, n_users, fixed)
     opt_text = {"sgd": f"plain SGD (no momentum), {clipping} gradient clipping at {clip}",
@@ -285,11 +359,10 @@ def proximity_bound_from_trajectories(family: str, init_params: dict, final_para
     ``(N,)`` or trajectories ``(N, S)`` whose maxima are used, e.g. ``DeviceResult.trajectory``);
     with ``drift`` the Gaussian vector holds the means (and stds when ``train_std``).
     """
-    if family not in DEFAULT_INIT:
-        raise ValueError(f"family: expected 'beta' or 'gaussian', got {family!r}")
+    spec = _supported(family)
     if (final_params is None) == (drift is None):
         raise ValueError("final_params/drift: give exactly one of them")
-    keys = tuple(DEFAULT_INIT[family])
+    keys = spec.param_names
     if not isinstance(init_params, dict) or set(init_params) != set(keys):
         raise ValueError(f"init_params: expected the keys {list(keys)}")
     if final_params is not None:
@@ -299,7 +372,7 @@ def proximity_bound_from_trajectories(family: str, init_params: dict, final_para
             raise ValueError(f"init_params: each parameter must be a scalar or {dim} values")
         _, ip = check_params(family, {k: np.broadcast_to(np.asarray(init_params[k], float).reshape(1, -1),
                                                          (1, dim)) for k in keys})
-        if family == "gaussian" and np.all(fp["std"] == ip["std"]):
+        if spec.location_scale_normal and np.all(fp["std"] == ip["std"]):
             names = ("mean",)
         else:
             names = keys
@@ -324,7 +397,7 @@ def proximity_bound_from_trajectories(family: str, init_params: dict, final_para
         dim = max(dims)
         if not dims <= {1, dim}:
             raise ValueError("init_params: parameters must be scalars or share one length")
-        names = keys if (family == "beta" or train_std) else ("mean",)
+        names = _trained(spec, train_std)
         th0 = np.stack([np.broadcast_to(np.asarray(init_params[k], float).ravel(), (dim,)) for k in names])
         if not np.all(np.isfinite(th0)):
             raise ValueError("init_params: contains NaN or infinite values")
@@ -335,10 +408,16 @@ def proximity_bound_from_trajectories(family: str, init_params: dict, final_para
         if fixed is not None and np.any(fixed <= 0):
             raise ValueError("init_params['std']: must be > 0")
     value, kl, tv, hel, tv_init = _geometry_bound(family, lo, hi, c_cap, c_l2, p_cap, p_l2, n, fixed)
+    extra = {}
+    if final_params is not None:  # Fano with the users' own mutual-information bound (no box corners)
+        info, q = mutual_information_bound(family, fp)
+        fano = fano_bound(int(n), info)
+        extra = {"fano_mutual_information": info, "fano_reference": q, "fano": fano}
+        value = max(value, fano)
     return ProximityBound(
         value=value, n_users=int(n), family=family, radius=c_l2, pairwise_distance=p_l2, kl=kl, tv=tv,
         hellinger=hel, tv_init=tv_init,
         assumptions=(f"observed drift of the constrained parameters ({', '.join(names)}) from a common "
                      f"initialization; independent coordinates; uniform prior over {int(n)} users"),
         details={"space": "constrained", "trained": list(names),
-                 "source": "final_params" if final_params is not None else "drift"})
+                 "source": "final_params" if final_params is not None else "drift", **extra})

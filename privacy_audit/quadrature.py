@@ -2,8 +2,8 @@
 
 QUADPACK with a handful of breakpoints missed narrow components: on a mixture with spikes it
 reported ``+-1e-11`` while off by 30 %.  Here the integration range is cut at quantiles of *every*
-component (Gaussian ``m + s z`` for ``z`` in :data:`Z_GRID`; Beta ``ppf(p)`` for ``p`` in
-:data:`P_GRID`), so each component, however narrow, spans dozens of sub-intervals.  Each
+component (Gaussian ``m + s z`` for ``z`` in :data:`Z_GRID`; other families, e.g. Beta and
+Kumaraswamy, ``ppf(p)`` for ``p`` in :data:`P_GRID`), so each component, however narrow, spans dozens of sub-intervals.  Each
 sub-interval is integrated by Gauss-Legendre on it and on its two halves; the difference is the
 (conservative) error estimate of the coarse rule, and intervals whose estimate exceeds the tolerance
 are bisected again (vectorised adaptive quadrature).  The value is the refined rule; the reported
@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from idfree_core.families import get_family_spec
+
 __all__ = ["integrate_mixture_1d", "breakpoints"]
 
 Z_GRID = np.array([0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.5, 8.0, 10.0, 12.0])
@@ -25,23 +27,30 @@ _NODES, _WEIGHTS = np.polynomial.legendre.leggauss(16)
 
 
 def breakpoints(family: str, params: dict[str, np.ndarray]) -> tuple[np.ndarray, float]:
-    """Sorted cut points covering all components and the probability mass left outside them."""
-    if family == "gaussian":
+    """Sorted cut points covering all components and the probability mass left outside them.
+
+    Location-scale normals: ``m + s z``; any other registered family: the scipy twin's quantiles
+    at :data:`P_GRID` plus the mode where the record gives one, inside the support.
+    """
+    spec = get_family_spec(family)
+    if spec.is_point_mass:
+        raise ValueError(f"family: {family!r} has no 1-D density")
+    if spec.location_scale_normal:
         m, s = params["mean"][:, 0], params["std"][:, 0]
         z = np.concatenate([-Z_GRID[::-1], Z_GRID[1:]])
         pts = (m[:, None] + s[:, None] * z[None]).ravel()
         lo, hi = pts.min(), pts.max()
         outside = stats.norm.cdf((lo - m) / s) + stats.norm.sf((hi - m) / s)
-    elif family == "beta":
-        a, b = params["alpha"][:, 0], params["beta"][:, 0]
-        pts = stats.beta.ppf(P_GRID[None, :], a[:, None], b[:, None]).ravel()
-        mode = np.where((a > 1) & (b > 1), (a - 1) / np.maximum(a + b - 2, 1e-300), 0.5)
-        pts = np.concatenate([pts, mode])
-        pts = pts[np.isfinite(pts) & (pts > 0) & (pts < 1)]
-        lo, hi = float(pts.min()), float(pts.max())
-        outside = stats.beta.cdf(lo, a, b) + stats.beta.sf(hi, a, b)
     else:
-        raise ValueError(f"family: {family!r} has no 1-D density")
+        cols = {k: params[k][:, :1] for k in spec.param_names}
+        dist = spec.scipy_distribution(cols)
+        pts = dist.ppf(P_GRID[None, :]).ravel()
+        if spec.mode is not None:
+            pts = np.concatenate([pts, np.ravel(spec.mode(**{k: v[:, 0] for k, v in cols.items()}))])
+        s_lo, s_hi = spec.support
+        pts = pts[np.isfinite(pts) & (pts > s_lo) & (pts < s_hi)]
+        lo, hi = float(pts.min()), float(pts.max())
+        outside = dist.cdf(lo) + dist.sf(hi)
     pts = np.unique(pts)
     keep = np.concatenate([[True], np.diff(pts) > 1e-15 * np.maximum(1.0, np.abs(pts[1:]))])
     return pts[keep], float(np.max(outside))

@@ -30,6 +30,21 @@ def _load_commands() -> dict[str, ModuleType]:
     return modules
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are the CLI's one error line (no usage block):
+    ``idfree-audit CMD: error: ...`` and exit code 2, like every other bad input."""
+
+    def _get_values(self, action, arg_strings):
+        # CPython 3.11 drops a value "--" (``--users=--``) and hands the command an empty list
+        if action.nargs is None and action.option_strings and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: expected one value, got '--'")
+        return super()._get_values(action, arg_strings)
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {' '.join(str(message).split())} "
+                                  f"(see {self.prog} --help)\n")
+
+
 def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -37,7 +52,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, ModuleType]]:
         ver = version("idfree-audit")
     except PackageNotFoundError:  # running from a source tree without installation
         ver = "unknown"
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="idfree-audit",
         description="Audit the privacy of identifier-free personalized learning (IDfree-PL).",
     )
@@ -58,7 +73,10 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser, modules = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a usage error (one line already printed), --help or --version
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         return int(modules[args.command].run(args) or 0)
     except KeyboardInterrupt:

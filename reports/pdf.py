@@ -25,6 +25,7 @@ import pandas as pd
 from matplotlib.backends.backend_pdf import PdfPages
 
 from idfree_core.atomic import atomic_path
+from idfree_core.families import FAMILY_SPECS, point_mass_families
 from reports import figures, pareto
 from reports.analysis import Analysis, analyse
 from reports.figures.tradeoff import varying_knobs
@@ -37,18 +38,19 @@ from reports.sweep.store import ResultsStore
 
 def _family_verdicts(families: Sequence[str]) -> list[dict[str, Any]]:
     out = []
-    for family in families:
-        if family == "static":
-            out.append({"family": "static", "text": "a point mass per user: identical to an identifier", "latex": None})
+    for name in families:
+        spec = FAMILY_SPECS.get(name)
+        if spec is not None and spec.is_point_mass:
+            out.append({"family": name, "text": "a point mass per user: identical to an identifier", "latex": None})
             continue
         try:
             from privacy_audit.families import get_family
             from privacy_audit.identifiability import decide
 
-            v = decide(get_family(family))
-            out.append({"family": family, "text": v.to_text(), "latex": v.to_latex()})
+            v = decide(get_family(spec.identifiability if spec is not None and spec.identifiability else name))
+            out.append({"family": name, "text": v.to_text(), "latex": v.to_latex()})
         except Exception as exc:  # the theory panel reports what it could not compute
-            out.append({"family": family, "text": f"verdict unavailable: {type(exc).__name__}: {exc}", "latex": None})
+            out.append({"family": name, "text": f"verdict unavailable: {type(exc).__name__}: {exc}", "latex": None})
     return out
 
 
@@ -56,10 +58,11 @@ def _pick_points(frame: pd.DataFrame, recommended: Mapping[str, Any]) -> list[tu
     """(label, point_id): the static point, the lowest and highest spread of the series whose
     misattribution changes most across spread, and a point of the recommended setting."""
     picks = []
-    static = frame[frame["family"] == "static"]
+    point_mass = frame["family"].isin(point_mass_families())
+    static = frame[point_mass]
     if len(static):
-        picks.append(("static", static.iloc[0]["point_id"]))
-    sampled = frame[frame["family"] != "static"].dropna(subset=["spread"])
+        picks.append((str(static.iloc[0]["family"]), static.iloc[0]["point_id"]))
+    sampled = frame[~point_mass].dropna(subset=["spread"])
     if len(sampled):
         ranked = sorted(figures.series(sampled), key=lambda s: -float(np.ptp(s[2]["misattribution"].to_numpy(float))))
         _, label, g = ranked[0]
@@ -88,7 +91,9 @@ DEPLOYMENT_NOTE = (
     "chernoff_rate: nats per linked upload at which that error decays. dp_epsilon_m<m>: the worst pair's "
     "epsilon at delta = 1e-5 over m uploads (exact mu-GDP for equal-std Gaussians, else an importance-sampled "
     "privacy-loss estimate, a lower bound on the mechanism's epsilon). Measured average misattribution implies no "
-    "DP guarantee. proximity_tightness: the guaranteed proximity bound as a share of the Bayes value.")
+    "DP guarantee. proximity_tightness: the guaranteed proximity bound (worst case over the training "
+    "constraints) as a share of the Bayes value; *_observed: the same bound from the drift the devices actually "
+    "made (valid for every population inside that per-coordinate box).")
 
 
 def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
@@ -100,7 +105,8 @@ def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
     ms = upload_counts(settings)
     extra = ([f"misattribution_m{m}" for m in ms] + ["chernoff_rate"]
              + sorted((c for c in settings if c.startswith("dp_epsilon_m")), key=lambda c: int(c[12:]))
-             + ["deployment_identifiable", "proximity_bound", "proximity_tightness"])
+             + ["deployment_identifiable", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
+                "proximity_tightness_observed"])
     extra = [c for c in extra if c in settings]
     if "deployment_identifiable" in extra:
         title = "Deployment identifiability, linked uploads and DP terms"

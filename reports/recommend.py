@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from idfree_core.families import get_family_spec, point_mass_families
 from reports import pareto
 
 KNOBS = ("family", "spread", "lr", "clip", "steps", "n_users")
@@ -65,7 +66,8 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
                 half = float(stats.t.ppf(0.975, k - 1) * np.nanstd(v, ddof=1) / math.sqrt(k))
                 w_lo, w_hi = min(w_lo, mean - half), max(w_hi, mean + half)
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = mean, w_lo, w_hi
-        for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "chernoff_rate",
+        for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
+                    "proximity_tightness_observed", "chernoff_rate",
                     "deployment_identifiable", *[c for c in part if c.startswith("dp_epsilon_m")]):
             if col in part:
                 row[col] = float(np.nanmean(part[col].to_numpy(float))) if part[col].notna().any() else np.nan
@@ -103,10 +105,22 @@ def knob_effects(frame: pd.DataFrame, metrics: Sequence[str] = ("accuracy", "mis
     return out
 
 
+# SimulationConfig spread fields with a flag of their own in ``idfree-audit simulate``
+SIMULATE_SPREAD_FLAGS = {"std": "--std", "beta_concentration": "--beta-concentration"}
+
+
+def default_spread(family: str, cfg) -> float:
+    """Standard deviation of the family's common initial marginal at ``cfg``'s spread setting
+    (Beta: ``sqrt(10 / (49 (7c + 1)))``; Gaussian: ``cfg.std``; point masses: 0)."""
+    spec = get_family_spec(family)
+    setting = getattr(cfg, spec.spread_field) if spec.spread_field else None
+    return float(spec.scipy_distribution(spec.initial_params(setting, "classify")).std())
+
+
 def candidates(agg: pd.DataFrame, passing: Sequence[str] | None = None) -> pd.DataFrame:
     """Settings the recommendation may pick: sampled families, with a finite privacy axis; policy-passing
     ones (``passing``: setting ids) when there are any."""
-    c = agg[(agg["family"] != "static") & np.isfinite(agg[PRIVACY].to_numpy(float))
+    c = agg[~agg["family"].isin(point_mass_families()) & np.isfinite(agg[PRIVACY].to_numpy(float))
             & np.isfinite(agg["accuracy"].to_numpy(float))]
     if c.empty:
         c = agg[np.isfinite(agg["accuracy"].to_numpy(float))]
@@ -146,8 +160,8 @@ def complete_config(setting: Mapping[str, Any], point_config: Mapping[str, Any],
     cfg = simulation_config({k: v for k, v in point_config.items() if k != "seed" and k in _known()})
     family = str(cfg.family)
     spread = point_config.get("spread")
-    if spread is None:  # not swept: the family's default spread (Beta: std of Beta(2c, 5c), see point.py)
-        spread = cfg.std if family == "gaussian" else math.sqrt(10.0 / (49.0 * (7.0 * cfg.beta_concentration + 1.0)))
+    if spread is None:  # not swept: the std of the family's initial marginal (Beta(2c, 5c), N(0.1, std^2), ...)
+        spread = default_spread(family, cfg)
     out: dict[str, Any] = {"family": family, "spread": float(spread), "lr": float(cfg.device_lr),
                            "clip": float(cfg.device_clip)}
     if cfg.device_max_steps is not None:
@@ -175,7 +189,7 @@ def toml_snippet(config: Mapping[str, Any], base: Mapping[str, Any] | None = Non
         lines.append(f"device_epochs = {config['epochs']}")
     lines += [f"{k} = {lit(v)}" for k, v in sorted(fixed.items()) if isinstance(v, (str, int, float, bool))]
     lines += ["", "[grid]", f'family = ["{config["family"]}"]']
-    if config["family"] != "static":
+    if not get_family_spec(config["family"]).is_point_mass:
         lines.append(f"spread = [{config['spread']!r}]")
     lines += [f"lr = [{config['lr']!r}]", f"clip = [{config['clip']!r}]"]
     if "steps" in config:
@@ -189,12 +203,11 @@ def toml_snippet(config: Mapping[str, Any], base: Mapping[str, Any] | None = Non
 def simulate_args(config: Mapping[str, Any]) -> list[str]:
     """The same setting as ``idfree-audit simulate`` flags."""
     args = ["--family", config["family"], "--model", config.get("model", "compact"), "--preset", config["preset"]]
-    if config["family"] == "gaussian":
-        args += ["--std", repr(config["spread"])]
-    elif config["family"] == "beta":
-        from reports.sweep.point import beta_concentration
-
-        args += ["--beta-concentration", repr(beta_concentration(config["spread"]))]
+    spec = get_family_spec(config["family"])
+    if spec.spread_field is not None:  # the family's spread knob: its own flag, else --set FIELD=VALUE
+        setting = spec.setting_from_spread(config["spread"])
+        flag = SIMULATE_SPREAD_FLAGS.get(spec.spread_field)
+        args += [flag, repr(setting)] if flag else ["--set", f"{spec.spread_field}={setting!r}"]
     args += ["--device-lr", repr(config["lr"]), "--device-clip", repr(config["clip"])]
     args += ["--device-steps", str(config["steps"])] if "steps" in config else ["--set",
                                                                                  f"device_epochs={config['epochs']}"]

@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from idfree_core.families import point_mass_families
 from reports import figures, pareto
 from reports.scorecard import format_scorecard
 
@@ -85,13 +86,13 @@ def summary_text(a, n_failed: int = 0) -> str:
     lines += ["  " + ln for ln in a.toml.rstrip().splitlines()]
     lines += ["", "TREND ACROSS THE SWEEP:"]
     frame = a.settings
-    for _, label, group in figures.series(frame[frame["family"] != "static"]):
+    for _, label, group in figures.series(frame[~frame["family"].isin(point_mass_families())]):
         g = group.groupby("spread", as_index=False)[["accuracy", "misattribution", "reid_advantage"]].mean()
         lo, hi = g.iloc[0], g.iloc[-1]
         lines.append(f"  {label}: spread {lo['spread']:g} -> {hi['spread']:g}: misattribution "
                      f"{_pct(lo['misattribution'])} -> {_pct(hi['misattribution'])}, A {_pct(lo['reid_advantage'])} -> "
                      f"{_pct(hi['reid_advantage'])}, accuracy {_pct(lo['accuracy'])} -> {_pct(hi['accuracy'])}.")
-    static = frame[frame["family"] == "static"]
+    static = frame[frame["family"].isin(point_mass_families())]
     if len(static):
         st = static.mean(numeric_only=True)
         lines.append(f"  static (one fixed vector per user): misattribution {_pct(st['misattribution'])}, "

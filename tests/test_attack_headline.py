@@ -32,11 +32,11 @@ def test_gdp_mu_inverts_the_gaussian_roc_area():
 
 
 def test_linkage_headline_null_and_static():
-    pool, oracle = null_pool("gaussian", n_users=4, per_user=40, dim=3, sessions=True, text=False, seed=5)
+    pool, oracle, *_ = null_pool("gaussian", n_users=4, per_user=40, dim=3, sessions=True, text=False, seed=5)
     res = NearestNeighbourLinkage(random_state=0).fit(pool).score(pool, oracle)
     eps = next(r for r in res if r.metric == "auc").details["epsilon"]
     assert eps["ci"][0] <= 0.0 <= eps["ci"][1]
-    pool, oracle = static_pool(n_users=6, per_user=24, dim=8, seed=3)
+    pool, oracle, *_ = static_pool(n_users=6, per_user=24, dim=8, seed=3)
     res = NearestNeighbourLinkage(random_state=0).fit(pool).score(pool, oracle)
     from attacks.headline import headline
 

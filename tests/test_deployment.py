@@ -42,7 +42,11 @@ def test_gaussian_static_unknown_and_too_few_dims():
     assert decide_deployment("static", {"value": pts}).identifiable is True
     pts[4] = pts[1]
     assert decide_deployment("static", {"value": pts}).identifiable is False
-    assert decide_deployment("kumaraswamy", {"a": rng.random((4, 6)) + 1}).identifiable is None
+    # a family with no closed-form moments here (not registered): no certificate either way
+    assert decide_deployment("weibull", {"k": rng.random((4, 6)) + 1}).identifiable is None
+    # Kumaraswamy has them (E X^n = b B(1 + n/a, b)): 4 distinct users in 6 dims of 3 blocks of 2
+    kum = decide_deployment("kumaraswamy", {"a": rng.random((4, 6)) + 1, "b": rng.random((4, 6)) + 2})
+    assert kum.identifiable is not False and kum.kruskal_ranks
     assert decide_deployment("beta", _beta_population(K=5, D=2)).identifiable is None
 
 
@@ -61,6 +65,12 @@ def test_bad_params_are_one_line_errors():
         decide_deployment("beta", {"alpha": np.ones((3, 4)), "beta": np.ones((3, 5))})
     with pytest.raises(ValueError):
         decide_deployment("gaussian", {"mean": np.full((2, 3), np.nan), "std": np.ones((2, 3))})
+    # out-of-support parameters get no verdict, not even "unknown" (one coordinate: no blocks)
+    for dims in (1, 6):
+        with pytest.raises(ValueError, match="must be > 0"):
+            decide_deployment("gaussian", {"mean": np.zeros((2, dims)), "std": np.full((2, dims), -1.0)})
+        with pytest.raises(ValueError, match="must be > 0"):
+            decide_deployment("beta", {"alpha": np.ones((2, dims)), "beta": np.zeros((2, dims))})
 
 
 def test_cli_distributions_json(tmp_path, capsys):

@@ -10,11 +10,12 @@ PACKAGES = ("idfree_core", "privacy_audit", "attacks", "reports")
 # What each package may import from the project (besides itself).
 ALLOWED = {
     "idfree_core": set(),
-    # idfree_core's leaf modules (errors, seeding, the family registry, optim) sit below everything.
+    # idfree_core's leaf modules (errors, seeding, the family registry, optim, progress) sit below everything.
     "privacy_audit": {"idfree_core.errors", "idfree_core.seeding", "idfree_core.families", "idfree_core.jsonable",
                       "idfree_core.optim"},
     "attacks": {"privacy_audit", "idfree_core.uploads", "idfree_core.errors", "idfree_core.atomic",
-                "idfree_core.seeding", "idfree_core.families", "idfree_core.jsonable", "idfree_core.optim"},
+                "idfree_core.seeding", "idfree_core.families", "idfree_core.jsonable", "idfree_core.optim",
+                "idfree_core.progress"},
     "reports": {"idfree_core", "privacy_audit", "attacks"},
 }
 

@@ -66,7 +66,7 @@ def test_report_with_spec_keeps_results_next_to_pdf_and_resumes(tmp_path, capsys
 @pytest.mark.parametrize("argv, needle", [
     (["sweep", "{tmp}/missing.toml", "--out", "{tmp}/o"], "missing.toml: sweep spec not found"),
     (["sweep", "{tmp}/bad.toml", "--out", "{tmp}/o"], "unknown grid key"),
-    (["sweep", "{tmp}/good.toml", "--out", "{tmp}/o", "--workers", "0"], "--workers must be >= 1"),
+    (["sweep", "{tmp}/good.toml", "--out", "{tmp}/o", "--workers", "0"], "argument --workers: must be >= 1"),
     (["report", "--results", "{tmp}/none", "--out", "{tmp}/r.pdf"], "no sweep results"),
     (["report", "--results", "{tmp}", "--out", "{tmp}/r.txt"], "must be a .pdf file"),
 ])

@@ -200,3 +200,35 @@ def test_report_with_nothing_to_plot_emits_no_legend_warning(tmp_path):
         warnings.simplefilter("always")
         write_report(tmp_path / "res", tmp_path / "r.pdf", verdicts=[])
     assert not [w for w in caught if "legend" in str(w.message).lower()]
+
+
+def test_sigkill_of_a_dask_sweep_leaves_no_process_and_no_task_behind(tmp_path):
+    """The Dask executor starts no process of its own: ``--scheduler ADDRESS`` only connects a client to a
+    cluster that belongs to someone else (here a LocalCluster in this test process, threads only). So the
+    sweep has no child to orphan, and once it is SIGKILLed the scheduler drops its client and every one of
+    its points within 10 s (the cluster's workers are the cluster's, and stay)."""
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp://",
+                      dashboard_address=None) as cluster:
+        sched = cluster.scheduler
+
+        def ours():
+            return [k for k in list(sched.tasks) if str(k).startswith("idfree-point-")]
+
+        proc = subprocess.Popen([sys.executable, "-m", "reports.cli", "sweep", str(_spec(tmp_path, 6, n=4)),
+                                 "--out", str(tmp_path / "out"), "--json", "--scheduler", cluster.scheduler_address,
+                                 "--point-fn", "_fake_points:slow_point"],
+                                env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        try:
+            assert _wait(lambda: len(ours()) == 4 or proc.poll() is not None, 60), "no points reached the scheduler"
+            assert proc.poll() is None, proc.stderr.read()
+            assert _children(proc.pid) == []  # nothing of the sweep's own to outlive it
+            n_clients = len(sched.clients)
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+            assert _wait(lambda: not ours() and len(sched.clients) < n_clients, 10), (ours(), list(sched.clients))
+        finally:
+            if proc.poll() is None:
+                proc.kill()

@@ -15,7 +15,11 @@ used: by construction half of the users lie above the median).
 
 Score (``attribute_accuracy``): the truth is each user's trait (given as ``traits``, else the mean
 label of the user's uploads) above the median over users; accuracy over uploads with a Wilson CI
-(conditional on the users: uploads are fresh samples), baseline = the majority-class rate.
+(conditional on the users: uploads are fresh samples), baseline = the chance agreement
+``p q + (1 - p)(1 - q)`` of a prediction made at the attack's rate ``p`` independently of the truth
+(rate ``q``): the median split predicts half the uploads high, so 0.5 (the majority-class rate is
+not reachable by this rule and made the advantage negative under the null with an odd number of
+users; found by the null battery).
 ``details["user_level"]`` has the accuracy of a per-user majority vote (an adversary who also
 linked each user's uploads) with a Wilson CI over users.
 """
@@ -118,7 +122,10 @@ class AttributeInference(Attack):
         n = int(pool.n)
         value = correct / n
         ci = proportion_ci(correct, n, confidence)
-        baseline = float(max(truth.mean(), 1.0 - truth.mean()))
+        # chance: the agreement of a prediction made at this rate independently of the truth
+        # (Cohen's expected agreement; 0.5 whenever half the uploads are predicted high)
+        p_high, q_high = float(self.predicted_.mean()), float(truth.mean())
+        baseline = p_high * q_high + (1.0 - p_high) * (1.0 - q_high)
         # per-user majority vote (ties broken by a seeded coin)
         rng = check_random_state(self.random_state)
         votes = np.bincount(codes, weights=self.predicted_.astype(np.float64), minlength=len(names))
@@ -141,5 +148,5 @@ class AttributeInference(Attack):
         )]
 
 
-register_attack(NAME, AttributeInference, group="attribute", metrics=("attribute_accuracy",), null_battery=False,
-                probe_texts=(), model_fn=None)  # needs a model to probe: exercised by tests/test_inversion.py
+register_attack(NAME, AttributeInference, group="attribute", metrics=("attribute_accuracy",), needs_model=True,
+                probe_texts=(), model_fn=None)  # the battery builds it by for_suite with a model to probe

@@ -5,9 +5,11 @@ identifiable (Teicher 1963) while Beta mixtures are not (``B(a, b) = B(a+1, b) +
 non-identifiability over *all* finite mixtures does not stop EM from recovering a *known number*
 of *well-separated* components.  The attack reports both outcomes honestly.
 
-* Fit (no oracle): product-Beta mixture by EM (:class:`.betamix.BetaMixture`, after inverting the
-  shared affine map ``embedding = loc + scale * x``, which is part of the public system design) or
-  a diagonal Gaussian mixture (``sklearn.mixture.GaussianMixture``).  The number of components is
+* Fit (no oracle): a mixture of the family's product distributions by EM, the family's fitter from
+  :mod:`.familymix` (Beta: :class:`.betamix.BetaMixture`; Gaussian: a diagonal
+  ``sklearn.mixture.GaussianMixture``; any other registered family: the generic
+  :class:`.familymix.FamilyMixture` over its ``FamilySpec``), after inverting the shared affine
+  map ``embedding = loc + scale * x`` of ``affine`` families (part of the public system design).  The number of components is
   ``n_components`` or, when unknown, the BIC choice of :func:`attacks.clustering.select_n_clusters`.
   EM runs on a random subsample of at most ``FIT_MAX_N`` uploads (50,000: thousands per component
   up to tens of components; the full pool cost 323 s and 9.9 GB at 200k x 64); every upload is
@@ -33,40 +35,34 @@ from scipy.optimize import linear_sum_assignment
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from idfree_core.seeding import seed_int
 from attacks.inversion import estimators as est
-from attacks.inversion.betamix import BetaMixture
+from attacks.inversion.estimators import guess_family  # noqa: F401  (re-exported)
+from attacks.inversion.familymix import fit_mixture
 from attacks.inversion.parameter import bootstrap_mean_ci, user_params
 from attacks.knn import predict_chunked
 from attacks.scoring import bayes_attribution_ceiling, contingency, partition_metrics, score_partition
 from idfree_core.errors import InputError
+from idfree_core.families import get_family_spec
 
 NAME = "mixture_inversion"
+AUTO = "auto"  # ``family=AUTO``: the family is guessed from the pool (estimators.guess_family)
 FIT_MAX_N = 50000  # EM runs on a random subsample of at most this many uploads; all are then assigned
 
 
-def guess_family(embedding: np.ndarray, transform=None) -> str:
-    """``"beta"`` when the (transformed) data lie strictly inside (0, 1), else ``"gaussian"``."""
-    x = np.asarray(embedding, dtype=np.float64)
-    if transform is not None:
-        loc, scale = transform
-        x = (x - (0.0 if loc is None else np.asarray(loc))) / (1.0 if scale is None else np.asarray(scale))
-    return "beta" if x.size and x.min() > 0.0 and x.max() < 1.0 else "gaussian"
-
-
-def component_params(family: str, data: np.ndarray, labels: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per-group MLE ``(p1, p2)`` ``(k, D)`` of ``data`` grouped by ``labels`` (empty groups: NaN)."""
-    p1 = np.full((k, data.shape[1]), np.nan)
-    p2 = np.full((k, data.shape[1]), np.nan)
+def component_params(spec, data: np.ndarray, labels: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """Per-group MLE ``{name: (k, D)}`` of ``data`` grouped by ``labels`` (groups under 2 rows: NaN)."""
+    out = {n: np.full((k, data.shape[1]), np.nan) for n in spec.param_names}
     for j in range(k):
         rows = data[labels == j]
         if rows.shape[0] >= 2:
-            p1[j], p2[j] = est.beta_mle(rows) if family == "beta" else est.gaussian_mle(rows)
-    return p1, p2
+            for n, v in spec.mle(rows, axis=0).items():
+                out[n][j] = v
+    return out
 
 
-def match_parameters(t1, t2, c1, c2) -> tuple[np.ndarray, np.ndarray]:
+def match_parameters(spec, truth: dict, comps: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-user error under the Hungarian matching of components to users; unmatched users get
     the distance to their nearest component.  Returns ``(errors (N,), matched component (N,), cost (N, K))``."""
-    cost = 0.5 * (np.abs(t1[:, None, :] - c1[None]).mean(-1) + np.abs(t2[:, None, :] - c2[None]).mean(-1))
+    cost = est.param_distance(spec, truth, comps)
     filled = np.where(np.isfinite(cost), cost, np.nanmax(np.where(np.isfinite(cost), cost, 0.0)) * 10 + 1e6)
     rows, cols = linear_sum_assignment(filled)
     match = np.argmin(filled, axis=1)
@@ -81,23 +77,24 @@ def _same_transform(a, b) -> bool:
     return True
 
 
-def nearest_user_distance(t1, t2) -> np.ndarray:
+def nearest_user_distance(spec, truth: dict) -> np.ndarray:
     """Distance from each user's true parameters to the nearest other user's (inf for one user)."""
-    d = 0.5 * (np.abs(t1[:, None, :] - t1[None]).mean(-1) + np.abs(t2[:, None, :] - t2[None]).mean(-1))
+    d = est.param_distance(spec, truth, truth)
     np.fill_diagonal(d, np.inf)
     return d.min(axis=1)
 
 
 class MixtureInversion(Attack):
-    """EM over the whole pool for Beta or Gaussian mixtures; components matched to users.
+    """EM over the whole pool for mixtures of a registered family; components matched to users.
 
     Parameters
     ----------
-    family : "beta", "gaussian" or "auto" (Beta when the data lie inside (0, 1)).
+    family : a registered family with an MLE (:func:`.estimators.parametric_families`) or "auto"
+        (:func:`.estimators.guess_family`: e.g. Beta when the data lie inside (0, 1)).
     n_components : number of mixture components; ``None`` = chosen by BIC (the number of users is
         unknown to the adversary).
     n_init : EM restarts (best log-likelihood kept).
-    transform : ``(loc, scale)`` of the shared affine map of Beta embeddings, if known.
+    transform : ``(loc, scale)`` of the shared affine map of an ``affine`` family's embeddings, if known.
     n_permutations : random relabellings for the chance baselines.
     """
 
@@ -105,13 +102,15 @@ class MixtureInversion(Attack):
 
     @classmethod
     def for_suite(cls, ctx, spec, features):
-        """The family (and Beta's shared affine map) come from the distributions file when given: they
-        are the system's public design, not a user secret.  Components: the suite's user-count
+        """The family (and its shared affine map) come from the distributions file when given: they
+        are the system's public design, not a user secret (a point mass is fitted as the real-line
+        family, :func:`.estimators.real_line_family`).  Components: the suite's user-count
         estimate, plus the "n_users known" adversary when it differs from the estimate."""
         d = ctx.distributions
-        fam = "auto" if d is None else {"static": "gaussian"}.get(d.family, d.family)
+        fam = AUTO if d is None else (est.real_line_family() if get_family_spec(d.family).is_point_mass
+                                      else d.family)
         transform = None
-        if d is not None and fam == "beta" and (d.loc is not None or d.scale is not None):
+        if d is not None and get_family_spec(fam).affine and (d.loc is not None or d.scale is not None):
             transform = (d.loc, d.scale)
         k = ctx.n_users("embedding")
         out = [(spec(family=fam, n_components=k, n_init=2, transform=transform, random_state=ctx.seed()),
@@ -125,7 +124,7 @@ class MixtureInversion(Attack):
         ctx.summary["mixture_inversion"] = self.summary()
         ctx.summary.setdefault("n_users_estimated", self.summary()["n_users_estimated"])
 
-    def __init__(self, family="auto", n_components=None, n_init=4, max_iter=100, transform=None,
+    def __init__(self, family=AUTO, n_components=None, n_init=4, max_iter=100, transform=None,
                  n_permutations=100, confidence=0.95, random_state=0):
         self.family = family
         self.n_components = n_components
@@ -137,21 +136,21 @@ class MixtureInversion(Attack):
         self.random_state = random_state
 
     def _data(self, embedding: np.ndarray) -> np.ndarray:
-        if self.family_ == "gaussian":
-            return np.asarray(embedding, dtype=np.float64)
         loc, scale = self.transform_
-        return est.to_unit_interval(embedding, loc, scale)
+        return est.to_family_space(self.spec_, embedding, loc, scale)
 
     def fit(self, pool) -> "MixtureInversion":
-        if self.family not in ("auto", "beta", "gaussian"):
-            raise InputError(f"family must be 'auto', 'beta' or 'gaussian', got {self.family!r}")
+        guess = str(self.family).lower() == AUTO
+        if not guess:
+            est.parametric_spec(self.family)
         if self.n_components is not None and not 1 <= int(self.n_components) <= pool.n:
             raise InputError(f"n_components must be between 1 and the pool size {pool.n}, got {self.n_components}")
         rng = check_random_state(self.random_state)
-        self.family_ = guess_family(pool.embedding, self.transform) if self.family == "auto" else self.family
-        if self.family_ == "beta":
+        self.family_ = guess_family(pool.embedding, self.transform) if guess else self.family
+        self.spec_ = est.parametric_spec(self.family_)
+        if self.spec_.affine:
             self.transform_ = (tuple(self.transform) if self.transform is not None
-                               else est.infer_unit_transform(pool.embedding))
+                               else est.infer_transform(self.spec_, pool.embedding))
         else:
             self.transform_ = (None, None)
         data = self._data(pool.embedding)
@@ -165,19 +164,8 @@ class MixtureInversion(Attack):
             k = int(self.n_components)
         self.n_components_ = int(k)
         fit = data if data.shape[0] <= FIT_MAX_N else data[rng.choice(data.shape[0], FIT_MAX_N, replace=False)]
-        if self.family_ == "beta":
-            self.model_ = BetaMixture(k, n_init=self.n_init, max_iter=self.max_iter, random_state=rng).fit(fit)
-            self.params_ = (self.model_.alpha_, self.model_.beta_)
-        else:
-            from sklearn.mixture import GaussianMixture
-
-            self.model_ = GaussianMixture(n_components=k, covariance_type="diag", n_init=self.n_init,
-                                          max_iter=self.max_iter, reg_covar=1e-6, init_params="k-means++",
-                                          random_state=seed_int(rng, bits=31))
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                self.model_.fit(fit)
-            self.params_ = (self.model_.means_, np.sqrt(self.model_.covariances_))
+        self.model_ = fit_mixture(self.spec_, fit, k, self.n_init, self.max_iter, rng)
+        self.params_ = self.model_.params_
         self.weights_ = np.asarray(self.model_.weights_)
         self.labels_ = predict_chunked(self.model_, data)  # (n, K) log-densities in blocks
         return self
@@ -208,7 +196,8 @@ class MixtureInversion(Attack):
                    if r.metric == "attribution_accuracy"]
         acc = results[0]
         recovery = None
-        if distributions is not None and distributions.family == self.family_ and distributions.dim == pool.dim:
+        if (distributions is not None and get_family_spec(distributions.family) is self.spec_
+                and distributions.dim == pool.dim):
             param_result, recovery = self._parameter_error(pool, truth, names, distributions, rng)
             results.append(param_result)
         self.finding_ = self._finding(acc, recovery, len(names))
@@ -217,16 +206,16 @@ class MixtureInversion(Attack):
         return results
 
     def _parameter_error(self, pool, truth, names, distributions, rng):
-        family = self.family_
-        t1, t2 = user_params(distributions, names, family)
-        loc, scale = (distributions.loc, distributions.scale) if family == "beta" else (None, None)
-        data = est.to_unit_interval(pool.embedding, loc, scale) if family == "beta" else pool.embedding.astype(np.float64)
-        if family == "gaussian" or _same_transform(self.transform_, (loc, scale)):
-            c1, c2 = self.params_  # the mixture's own estimates, in the space of the truth
+        family, spec = self.family_, self.spec_
+        t = user_params(distributions, names, spec)
+        loc, scale = (distributions.loc, distributions.scale) if spec.affine else (None, None)
+        data = est.to_family_space(spec, pool.embedding, loc, scale)
+        if not spec.affine or _same_transform(self.transform_, (loc, scale)):
+            comps = self.params_  # the mixture's own estimates, in the space of the truth
         else:  # fitted in another coordinate system: refit each component's uploads in the truth's
-            c1, c2 = component_params(family, data, self.labels_, self.n_components_)
-        err, match, cost = match_parameters(t1, t2, c1, c2)
-        sep = nearest_user_distance(t1, t2)
+            comps = component_params(spec, data, self.labels_, self.n_components_)
+        err, match, cost = match_parameters(spec, t, comps)
+        sep = nearest_user_distance(spec, t)
         # recovered: the user's matched component lies closer to this user's truth than to any other's
         filled = np.where(np.isfinite(cost), cost, np.inf)
         recovered = (np.argmin(filled[:, match], axis=0) == np.arange(len(names))) & np.isfinite(err)
@@ -235,8 +224,7 @@ class MixtureInversion(Attack):
         # chance: the expected error when components are assigned to users at random
         chance = np.nanmean(np.where(np.isfinite(cost), cost, np.nan), axis=1)
         counts = np.bincount(truth, minlength=len(names))
-        v1, v2 = (est.beta_crb(t1, t2, 1) if family == "beta" else est.gaussian_crb(t2, 1))
-        crb = 0.5 * (est.crb_mae(v1).mean(1) + est.crb_mae(v2).mean(1)) / np.sqrt(np.maximum(counts, 1))
+        crb = est.crb_error(spec, t, np.maximum(counts, 1))
         value, baseline = float(err.mean()), float(chance.mean())
         recovery = {
             "n_users": len(names), "n_components": self.n_components_,
@@ -259,11 +247,10 @@ class MixtureInversion(Attack):
         return result, recovery
 
     def _finding(self, acc: AttackResult, recovery: dict | None, n_users: int) -> str:
-        fam = {"beta": "Beta", "gaussian": "Gaussian"}[self.family_]
-        theory = ("Beta mixtures are not identifiable, but non-identifiability of the family across all finite "
-                  "mixtures does not protect a known number of well-separated users"
-                  if self.family_ == "beta" else
-                  "Gaussian mixtures are identifiable (Teicher 1963), so well-separated users are recoverable")
+        spec = get_family_spec(self.family_)
+        fam = spec.title or self.family_
+        theory = spec.mixture_identifiability or (
+            f"identifiability of finite {fam} mixtures is not established here; the result is empirical")
         above_chance = acc.advantage_ci[0] > 0
         frac = recovery["fraction_recovered"] if recovery else None
         stats = (f"attribution accuracy {acc.value:.3f} [{acc.ci[0]:.3f}, {acc.ci[1]:.3f}] vs chance {acc.baseline:.3f}"

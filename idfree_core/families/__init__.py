@@ -23,9 +23,11 @@ from idfree_core.families.point_mass import PointMass
 from idfree_core.families.spec import FamilySpec
 
 __all__ = ["FamilySpec", "FAMILY_SPECS", "get_family_spec", "register_family_spec", "family_names",
-           "PointMass", "BETA_MAX_SPREAD"]
+           "point_mass_families", "spread_families", "DEFAULT_FAMILY", "PointMass", "BETA_MAX_SPREAD"]
 
 FAMILY_SPECS: dict[str, FamilySpec] = {}
+# The family a configuration without one uses (``SimulationConfig.family``'s default; sweep grids).
+DEFAULT_FAMILY = "beta"
 
 
 def register_family_spec(spec: FamilySpec, replace: bool = False) -> FamilySpec:
@@ -41,6 +43,16 @@ def register_family_spec(spec: FamilySpec, replace: bool = False) -> FamilySpec:
 def family_names() -> tuple[str, ...]:
     """Registered family names, in registration order."""
     return tuple(FAMILY_SPECS)
+
+
+def point_mass_families() -> frozenset[str]:
+    """Names of the registered point-mass families: the ID-equivalent baselines (``static``)."""
+    return frozenset(n for n, s in FAMILY_SPECS.items() if s.is_point_mass)
+
+
+def spread_families() -> tuple[str, ...]:
+    """Names of the registered families with a spread setting (``spread_field``), in registration order."""
+    return tuple(n for n, s in FAMILY_SPECS.items() if s.spread_field is not None)
 
 
 def get_family_spec(name: str) -> FamilySpec:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import scipy.stats as st
 from torch.distributions import Beta, Normal, constraints
 
 from idfree_core.families import estimators as est
 from idfree_core.families.kumaraswamy import InteriorKumaraswamy, b_for_std, kumaraswamy, kumaraswamy_std
+from idfree_core.families.kumaraswamy_fit import kumaraswamy_crb, kumaraswamy_mle
 from idfree_core.families.point_mass import PointMass
 from idfree_core.families.spec import FamilySpec
 
@@ -43,10 +45,15 @@ BETA = FamilySpec(
     module=_MOD + "BetaUserDistribution", params_from_setting=_beta_init,
     spread_field="beta_concentration", spread_to_setting=lambda s: (10.0 / (49.0 * s ** 2) - 1.0) / 7.0,
     max_spread=BETA_MAX_SPREAD,
-    mle=lambda x, axis=0: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis))),
+    mle=lambda x, axis=0, weights=None: dict(zip(("alpha", "beta"), est.beta_mle(x, axis=axis, weights=weights))),
     crb=lambda p, k: dict(zip(("alpha", "beta"), est.beta_crb(p["alpha"], p["beta"], k))),
     identifiability="beta", affine=True, support=(0.0, 1.0),
-    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta")
+    torch_attrs={"alpha": "concentration1", "beta": "concentration0"},
+    mode=lambda alpha, beta: np.where((alpha > 1) & (beta > 1),
+                                      (alpha - 1) / np.maximum(alpha + beta - 2, 1e-300), 0.5),
+    description="Beta(alpha, beta) on (0, 1), optionally mapped by a shared loc + scale * x", title="Beta",
+    mixture_identifiability="Beta mixtures are not identifiable, but non-identifiability of the family across all "
+                            "finite mixtures does not protect a known number of well-separated users")
 
 GAUSSIAN = FamilySpec(
     name="gaussian", param_names=("mean", "std"),
@@ -57,16 +64,19 @@ GAUSSIAN = FamilySpec(
     params_from_setting=lambda s, task: {"mean": 0.1, "std": 0.2 if s is None else float(s)},
     spread_field="std", spread_to_setting=float,
     module_options=lambda task: {"train_std": task == "next_token"},
-    mle=lambda x, axis=0: dict(zip(("mean", "std"), est.gaussian_mle(x, axis=axis))),
+    mle=lambda x, axis=0, weights=None: dict(zip(("mean", "std"), est.gaussian_mle_weighted(x, axis, weights))),
     crb=lambda p, k: dict(zip(("mean", "std"), est.gaussian_crb(p["std"], k))),
-    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian")
+    identifiability="gaussian", description="Gaussian N(mean, std^2) per coordinate", title="Gaussian",
+    torch_attrs={"mean": "loc", "std": "scale"}, location_scale_normal=True,
+    mixture_identifiability="Gaussian mixtures are identifiable (Teicher 1963), so well-separated users are "
+                            "recoverable")
 
 STATIC = FamilySpec(
     name="static", param_names=("value",), constraints={"value": constraints.real},
     torch_factory=lambda p: PointMass(p["value"], event_dim=0),
     scipy_factory=_static_scipy, module=_MOD + "StaticUserEmbedding",
     params_from_setting=lambda s, task: {"value": 0.1},
-    is_point_mass=True, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
+    is_point_mass=True, torch_attrs={"value": "value"}, description="one fixed vector per user (a point mass): the ID-equivalent baseline")
 
 KUMARASWAMY = FamilySpec(
     name="kumaraswamy", param_names=("a", "b"),
@@ -77,7 +87,11 @@ KUMARASWAMY = FamilySpec(
     params_from_setting=lambda s, task: {"a": KUMARASWAMY_A,
                                          "b": 5.0 if s is None else b_for_std(KUMARASWAMY_A, float(s))},
     spread_field="spread", spread_to_setting=float, max_spread=kumaraswamy_std(KUMARASWAMY_A, 1.0),
-    affine=True, support=(0.0, 1.0),
+    mle=lambda x, axis=0, weights=None: dict(zip(("a", "b"), kumaraswamy_mle(x, axis=axis, weights=weights))),
+    crb=lambda p, k: dict(zip(("a", "b"), kumaraswamy_crb(p["a"], p["b"], k))),
+    affine=True, support=(0.0, 1.0), identifiability="kumaraswamy",
+    torch_attrs={"a": "concentration1", "b": "concentration0"},
+    mode=lambda a, b: np.where((a > 1) & (b > 1), ((a - 1) / np.maximum(a * b - 1, 1e-300)) ** (1 / a), 0.5),
     description="Kumaraswamy(a, b) on (0, 1): density a b x^(a-1) (1 - x^a)^(b-1) (Jones 2009)",
     title="Kumaraswamy")
 

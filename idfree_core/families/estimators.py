@@ -116,3 +116,12 @@ def gaussian_crb(std: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Cramér-Rao variance bounds ``(Var mean, Var std)`` for ``k`` i.i.d. Gaussian samples."""
     v = np.asarray(std, dtype=np.float64) ** 2
     return v / k, v / (2.0 * k)
+
+
+def gaussian_mle_weighted(x: np.ndarray, axis: int = 0, weights: np.ndarray | None = None):
+    """Gaussian MLE along ``axis``, optionally weighted (the exact M-step of a Gaussian-mixture EM)."""
+    if weights is None:
+        return gaussian_mle(x, axis=axis)
+    mean = np.average(x, axis=axis, weights=weights)
+    var = np.average((x - np.expand_dims(mean, axis)) ** 2, axis=axis, weights=weights)
+    return mean, np.sqrt(var)

@@ -11,7 +11,7 @@ record gives
   :meth:`FamilySpec.json_schema` (one user's object in ``user_distributions.json``);
 * the **common initialisation**: the configuration knob that sets the spread (``spread_field``, a
   ``SimulationConfig`` field), :meth:`setting_from_spread` and :meth:`initial_params`;
-* estimation: ``mle(x, axis)`` and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
+* estimation: ``mle(x, axis, weights=None)`` (weighted: the M-step of a mixture EM) and ``crb(params, k)`` (Cramér-Rao variance bounds) where known;
 * the ``nn.Module`` holding one user's trainable parameters (:meth:`user_module`), the key of the
   family in ``privacy_audit.families.BUILTIN`` (``identifiability``), and ``is_point_mass``.
 
@@ -32,7 +32,12 @@ from torch.distributions import AffineTransform, Distribution, TransformedDistri
 
 from idfree_core.errors import InputError
 
-__all__ = ["FamilySpec"]
+__all__ = ["FamilySpec", "PARAM_BOUND"]
+
+# Largest parameter magnitude (and smallest positive parameter) accepted from a file: embeddings are
+# float32 (|x| < 3.4e38), and past these bounds the float64 arithmetic of densities and samplers
+# (squares, ratios, gamma functions) overflows or divides by ~0 instead of meaning anything.
+PARAM_BOUND = 1e12
 
 
 def _no_spread(spread):
@@ -69,10 +74,21 @@ class FamilySpec:
     support: tuple[float, float] = (-math.inf, math.inf)
     description: str = ""
     title: str = ""  # display name in messages ("Beta"); defaults to ``name``
+    mixture_identifiability: str = ""  # what theory says of finite mixtures of the family (attack findings)
+    # parameter name -> attribute of the torch distribution (``Beta.concentration1`` for ``alpha``)
+    torch_attrs: Mapping[str, str] = field(default_factory=dict)
+    # N(mean, std^2) per coordinate, parameters ("mean", "std"): closed-form pairwise Bayes error,
+    # m uploads reduce to one with std / sqrt(m), Gaussian DP (privacy_audit relies on these)
+    location_scale_normal: bool = False
+    mode: Callable[..., Any] | None = field(default=None, repr=False)  # elementwise mode (a cut point)
 
     def __post_init__(self) -> None:
         if set(self.constraints) != set(self.param_names):
             raise ValueError(f"family {self.name!r}: constraints must name exactly {list(self.param_names)}")
+        if self.torch_attrs and set(self.torch_attrs) != set(self.param_names):
+            raise ValueError(f"family {self.name!r}: torch_attrs must name exactly {list(self.param_names)}")
+        if self.location_scale_normal and self.param_names != ("mean", "std"):
+            raise ValueError(f"family {self.name!r}: location_scale_normal needs parameters ('mean', 'std')")
 
     # ------------------------------------------------------------------ distributions
     def torch_distribution(self, params: Mapping[str, Any], loc=None, scale=None) -> Distribution:
@@ -132,6 +148,12 @@ class FamilySpec:
                 raise InputError(f"{pre}parameter {name!r} contains NaN or infinite values")
             if self.constraints[name] is constraints.positive and np.any(arr <= 0):
                 raise InputError(f"{pre}{self.title or self.name} parameter {name!r} must be > 0")
+            if np.any(np.abs(arr) > PARAM_BOUND):
+                raise InputError(f"{pre}parameter {name!r} has values past +-{PARAM_BOUND:.0e} "
+                                 f"(max |value| {float(np.abs(arr).max()):.3g}); embeddings are float32")
+            if self.constraints[name] is constraints.positive and np.any(arr < 1 / PARAM_BOUND):
+                raise InputError(f"{pre}{self.title or self.name} parameter {name!r} has values below "
+                                 f"{1 / PARAM_BOUND:.0e} (min {float(arr.min()):.3g})")
             out[name] = arr
         return out
 
@@ -182,6 +204,27 @@ class FamilySpec:
         except TypeError as exc:
             raise InputError(f"bad options for family {self.name!r}: {exc}") from None
 
+    # ------------------------------------------------------------------ numerics (families/numeric.py)
+    def params_from_torch(self, dist) -> dict[str, np.ndarray]:
+        """``(N, D)`` parameter arrays of a batched torch distribution of this family."""
+        from idfree_core.families.numeric import params_from_torch
+        return params_from_torch(self, dist)
+
+    def kl_divergence(self, p: Mapping[str, Any], q: Mapping[str, Any]) -> np.ndarray:
+        """Elementwise ``KL(f_p || f_q)``: torch's KL registry, else quantile quadrature."""
+        from idfree_core.families.numeric import kl_elementwise
+        return kl_elementwise(self, p, q)
+
+    def log_affinity(self, p: Mapping[str, Any], q: Mapping[str, Any], lam=0.5) -> np.ndarray:
+        """Elementwise ``log int f_p^lam f_q^(1-lam)`` (``0 <= lam <= 1``) by quantile quadrature."""
+        from idfree_core.families.numeric import log_affinity_elementwise
+        return log_affinity_elementwise(self, p, q, lam)
+
+    def sample(self, params: Mapping[str, Any], sample_shape=(), generator=None) -> torch.Tensor:
+        """Seeded elementwise draws (inverse CDF of ``torch.rand(generator=)`` where available)."""
+        from idfree_core.families.numeric import seeded_draws
+        return seeded_draws(self, params, tuple(sample_shape), generator or torch.Generator().manual_seed(0))
+
     def to_dict(self) -> dict:
         return {"name": self.name, "param_names": list(self.param_names),
                 "constraints": {k: ("positive" if c is constraints.positive else "real")
@@ -189,4 +232,5 @@ class FamilySpec:
                 "spread_field": self.spread_field, "max_spread": self.max_spread,
                 "identifiability": self.identifiability, "is_point_mass": self.is_point_mass,
                 "affine": self.affine, "support": list(self.support), "description": self.description,
+                "location_scale_normal": self.location_scale_normal,
                 "has_mle": self.mle is not None, "has_crb": self.crb is not None}

@@ -15,6 +15,7 @@ import numpy as np
 
 from idfree_core.errors import InputError
 from idfree_core.families import FAMILY_SPECS, get_family_spec
+from idfree_core.families.spec import PARAM_BOUND
 
 POOL_COLUMNS = ("upload_id", "embedding", "text", "label", "session")
 INT64_LIMIT = 2.0 ** 63  # float values at or past it do not fit in int64
@@ -191,8 +192,10 @@ class UserDistributions:
                 arr = np.asarray(value, dtype=np.float64).reshape(-1)
                 if arr.shape != (dim,) or not np.all(np.isfinite(arr)):
                     raise InputError(f"transform {name!r} must be {dim} finite numbers")
-                if name == "scale" and np.any(arr == 0):
-                    raise InputError("transform scale must be nonzero")
+                if np.any(np.abs(arr) > PARAM_BOUND):
+                    raise InputError(f"transform {name!r} has values past +-{PARAM_BOUND:.0e}")
+                if name == "scale" and np.any(np.abs(arr) < 1 / PARAM_BOUND):
+                    raise InputError(f"transform scale must be nonzero (|scale| >= {1 / PARAM_BOUND:.0e})")
                 object.__setattr__(self, name, arr)
         object.__setattr__(self, "users", users)
         object.__setattr__(self, "params", params)

@@ -146,14 +146,15 @@ def _embedding_from_table(table: pa.Table, path, max_dim: int) -> np.ndarray:
 
 
 def read_uploads_with_findings(path: str | Path, oracle: Oracle | None = None, *,
-                               max_rows: int = LIMITS["max_rows"],
-                               max_dim: int = LIMITS["max_dim"]) -> tuple[UploadPool, tuple[str, ...]]:
+                               max_rows: int = LIMITS["max_rows"], max_dim: int = LIMITS["max_dim"],
+                               oracle_source: str | Path | None = None) -> tuple[UploadPool, tuple[str, ...]]:
     """Read and validate an uploads file; also return identifier-like columns found in it.
 
     Identifier columns (by normalised name or content, :mod:`idfree_core.uploads.findings`; with
     ``oracle``, content is tested for agreement with its users) are *not* loaded into the pool:
-    their presence is a privacy finding the caller must report loudly.  ``max_rows``/``max_dim``
-    cap the file (one-line error past them).
+    their presence is a privacy finding the caller must report loudly.  With ``oracle`` every
+    upload id must be covered by it (one-line error naming ``oracle_source``, else the uploads).
+    ``max_rows``/``max_dim`` cap the file (one-line error past them).
     """
     table = _read_table(path)
     if table.num_rows == 0:
@@ -170,6 +171,11 @@ def read_uploads_with_findings(path: str | Path, oracle: Oracle | None = None, *
     else:  # CSVs as they come: rows numbered 0..n-1 in file order
         upload_id = np.arange(table.num_rows, dtype=np.int64)
     embedding = _embedding_from_table(table, path, max_dim)
+    if oracle is not None:
+        try:
+            oracle.users_for(upload_id)
+        except InputError as exc:
+            raise _fail(oracle_source or path, f"{exc} ({Path(path).name})") from None
     side = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names
             if c not in ("upload_id", "embedding") and not re.fullmatch(r"emb_\d+", c)}
     try:

@@ -340,7 +340,7 @@ def decide(family: Family | ProductFamily, time_budget: float = 60.0, isolate: b
 
     The verdict depends only on the family and ``work_budget`` (deterministic).
     ``time_budget`` (seconds) is a safety kill of the forked worker; a killed worker gives
-    "unknown".  For a :class:`ProductFamily` the budgets apply to each coordinate family in turn.
+    "unknown".  For a :class:`ProductFamily` the budgets apply to the family of each coordinate in turn.
     ``isolate=False`` runs in-process (no safety kill); ``screen`` attaches the numeric SVD
     screen (always attached to "unknown" verdicts).  Raises ``ValueError`` for an expression
     that is not a density (support.py).

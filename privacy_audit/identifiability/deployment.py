@@ -26,7 +26,7 @@ Certified Kruskal-rank lower bounds, per block:
   A fixed shared affine map ``loc + scale * x`` is a bijection of each coordinate: it maps
   linearly independent distributions to linearly independent ones, so the rank is computed on x.
 * ``2``: no two users have the same block distribution.  Exact: the parameterisations are
-  injective (Beta (alpha, beta), Gaussian (mean, std)), so two rows of parameters that differ
+  injective (Beta (alpha, beta), Gaussian (mean, std), Kumaraswamy (a, b)), so two rows of parameters that differ
   in some coordinate of the block give different product distributions.
 * ``1`` otherwise.
 
@@ -42,6 +42,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from idfree_core.families import get_family_spec
 from idfree_core.seeding import check_random_state
 
 __all__ = ["DeploymentVerdict", "decide_deployment", "MEANING"]
@@ -67,12 +68,35 @@ def _gaussian_moments(p: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.stack([mu, mu * mu + sd * sd], axis=-1)
 
 
-# family name -> (parameter names, per-coordinate moments E[X], E[X^2] of shape (K, D, 2))
-_MOMENTS: dict[str, tuple[tuple[str, ...], Callable[[Mapping[str, np.ndarray]], np.ndarray]]] = {
-    "beta": (("alpha", "beta"), _beta_moments),
-    "gaussian": (("mean", "std"), _gaussian_moments),
+def _kumaraswamy_moments(p: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``E[X^n] = b B(1 + n/a, b)`` (Jones 2009, eq. 2), evaluated with mpmath at 40 digits and
+    rounded once, so each moment carries one rounding (within the ``16 u`` entry budget above)."""
+    import mpmath
+
+    a, b = np.asarray(p["a"], np.float64), np.asarray(p["b"], np.float64)
+    out = np.empty(a.shape + (2,))
+    with mpmath.workdps(40):
+        for idx in np.ndindex(a.shape):
+            ai, bi = mpmath.mpf(float(a[idx])), mpmath.mpf(float(b[idx]))
+            out[idx] = [float(bi * mpmath.beta(1 + n / ai, bi)) for n in (1, 2)]
+    return out
+
+
+# family name -> per-coordinate moments E[X], E[X^2] of shape (K, D, 2); parameter names and
+# point masses come from the family registry (idfree_core.families)
+_MOMENTS: dict[str, Callable[[Mapping[str, np.ndarray]], np.ndarray]] = {
+    "beta": _beta_moments,
+    "gaussian": _gaussian_moments,
+    "kumaraswamy": _kumaraswamy_moments,
 }
-_POINT_MASSES = {"static": ("value",)}
+
+
+def _spec(family: str):
+    """The registry record of ``family``, or None for a name the registry does not know."""
+    try:
+        return get_family_spec(family)
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -128,10 +152,13 @@ def _validate(family: str, params: Mapping[str, Any]) -> tuple[dict[str, np.ndar
             raise ValueError(f"decide_deployment: parameter {name!r} has non-finite values")
         shape = arr.shape
         out[str(name)] = arr
-    expected = _MOMENTS.get(family, (None,))[0] or _POINT_MASSES.get(family)
+    spec = _spec(family)
+    expected = None if spec is None else spec.param_names
     if expected is not None and set(out) != set(expected):
         raise ValueError(f"decide_deployment: {family} parameters must be {list(expected)}, "
                          f"got {sorted(out)}")
+    if spec is not None:  # the family's own constraints (e.g. std > 0): no verdict on invalid users
+        out = spec.validate(out, where="decide_deployment")
     return out, shape[0], shape[1]
 
 
@@ -210,22 +237,23 @@ def decide_deployment(family: str, params: Mapping[str, Any], *, loc=None, scale
     if K == 1:
         return DeploymentVerdict(identifiable=True, method="single user", **common,
                                  reason="one user: the mixture is that user's distribution.")
-    if family in _POINT_MASSES:
+    spec = _spec(family)
+    if spec is not None and spec.is_point_mass:
         return DeploymentVerdict(
             identifiable=True, method="distinct point masses", **common, reason=(
                 f"the {K} users' point masses are at pairwise distinct points, so the mixture "
                 "sum_k w_k delta_(v_k) shows every atom and its weight: each upload identifies "
                 "its user exactly (the ID-equivalent baseline)."))
-    if family not in _MOMENTS:
+    if _MOMENTS.get(family) is None:
         return DeploymentVerdict(identifiable=None, method="none", **common, reason=(
             f"no closed-form moments registered for family {family!r}; the Kruskal-rank "
-            f"certificate needs them (known: {', '.join(sorted(_MOMENTS))}, static)."))
+            f"certificate needs them (known: {', '.join(sorted(_MOMENTS))}, and point masses)."))
     if D < 3:
         return DeploymentVerdict(identifiable=None, method="none", **common, reason=(
             f"{D} coordinate(s): the Kruskal / Allman-Matias-Rhodes argument needs three blocks "
             "of coordinates; no certificate either way."))
     rng = check_random_state(random_state)
-    moments = _MOMENTS[family][1](p)
+    moments = _MOMENTS[family](p)
     blocks = tuple(np.arange(b, D, 3) for b in range(3))
     coord_params = np.stack([p[n] for n in sorted(p)], axis=-1)  # (K, D, n_params)
     ranks, recs = [], []

@@ -4,13 +4,16 @@ Reads ``uploads.parquet`` (or CSV with ``emb_*`` columns), optionally the oracle
 distributions, calls :func:`attacks.suite.run_attacks`, and prints a table or JSON
 (``{"attacks": [...], "findings": [...], "summary": {...}, "marginal": [...]}``).
 
-An uploads file carrying identifier columns (user, device, ip, ...) is a privacy finding: it is
+An uploads file carrying identifier columns (user, device, ip, ...; by name, or by content: with
+``--oracle`` a column whose groups agree with the oracle's users) is a privacy finding: it is
 printed as a ``WARNING`` line on stderr (text mode) and as the first entry of ``"findings"``
 (JSON), and the attacks still run on the anonymous part.  Without ``--policy`` the exit code stays
 0 (the finding is the result, not an input error); with ``--policy P`` the scorecard
 (``reports.scorecard``, also in the JSON as ``"scorecard"``) is gated: exit 1 when any row FAILs,
 and an identifier column always fails.  Exit codes: 0 pass, 1 policy failure, 2 bad input.
 Bad input files raise :class:`idfree_core.errors.InputError`: one stderr line, exit code 2.
+Progress (a tqdm bar redrawn every 10 s while one attack runs) goes to stderr only: on a terminal
+always, elsewhere with ``--progress``; stdout stays the table or one JSON document.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ HELP = "Try to re-identify users in a pool of anonymous uploads (clustering, lin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from reports.commands import seed_arg
+
     parser.add_argument("uploads", metavar="UPLOADS", help="uploads.parquet (or .csv with emb_0.. columns)")
     parser.add_argument("--oracle", metavar="ORACLE", help="oracle.parquet (upload_id -> user) to score the attacks")
     parser.add_argument("--distributions", metavar="JSON",
@@ -31,8 +36,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--features", default="embedding", choices=("embedding", "text", "both"),
                         help="what the adversary uses; 'both' also reports the marginal leakage of the "
                              "embeddings beyond the text (default: embedding)")
-    parser.add_argument("--seed", type=int, default=0, metavar="K", help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_arg, default=0, metavar="K", help="random seed in [0, 2**63-1] (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--progress", action="store_true",
+                        help="draw progress on stderr even when it is not a terminal (a log file, CI); "
+                             "without it progress shows only on a terminal, with or without --json "
+                             "(stdout stays pure JSON)")
     from reports.policy import add_policy_argument
 
     add_policy_argument(parser)
@@ -100,21 +109,24 @@ def format_table(report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from attacks.suite import identifier_finding, parse_attacks, run_attacks
+    from idfree_core.progress import want_progress
     from idfree_core.uploads import read_oracle, read_uploads_with_findings, read_user_distributions
 
     from reports.policy import gate, load_policy
 
     attacks = parse_attacks(args.attacks)
     policy = load_policy(args.policy) if args.policy else None  # bad policy: exit 2 before any work
-    pool, identifiers = read_uploads_with_findings(args.uploads)
-    oracle = read_oracle(args.oracle, pool) if args.oracle else None
+    # the oracle first: identifier detection tests content for agreement with its users
+    oracle = read_oracle(args.oracle) if args.oracle else None
+    pool, identifiers = read_uploads_with_findings(args.uploads, oracle, oracle_source=args.oracle)
     distributions = read_user_distributions(args.distributions) if args.distributions else None
     if distributions is not None and distributions.dim != pool.dim:
         raise ValueError(f"{args.distributions}: {distributions.dim} dimensions, but {args.uploads} has {pool.dim}")
     if identifiers and not args.json:
         print(f"idfree-audit attack: WARNING: {identifier_finding(identifiers)}", file=sys.stderr)
     report = run_attacks(pool, oracle=oracle, distributions=distributions, attacks=attacks, features=args.features,
-                         random_state=args.seed, progress=not args.json, identifier_columns=identifiers)
+                         random_state=args.seed, progress=want_progress(args.progress),
+                         identifier_columns=identifiers)
     from reports.policy import Policy
     from reports.scorecard import build_scorecard, format_scorecard
 

@@ -22,8 +22,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser._negative_number_matcher = re.compile(r"^-(?!-)(?!h$)")
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument("--family", metavar="NAME",
-                     help="built-in family: beta, gaussian, gamma, exponential, laplace, uniform, "
-                          "bernoulli, binomial, binomial(n=N), poisson")
+                     help="built-in family: beta, kumaraswamy, gaussian, gamma, exponential, laplace, "
+                          "uniform, bernoulli, binomial, binomial(n=N), poisson")
     src.add_argument("--density", metavar="EXPR",
                      help='density or pmf, e.g. "x**(a-1)*(1-x)**(b-1)/beta(a,b)"')
     src.add_argument("--distributions", metavar="FILE",
@@ -82,6 +82,7 @@ SCOPE = ("scope: the family-level verdict concerns mixtures of unbounded order; 
 
 
 def _run_deployment(args, work: int) -> int:
+    from idfree_core.families import get_family_spec
     from idfree_core.uploads import read_user_distributions
     from privacy_audit.families import get_family
     from privacy_audit.identifiability import decide
@@ -91,8 +92,11 @@ def _run_deployment(args, work: int) -> int:
 
     ud = read_user_distributions(args.distributions)
     dep = decide_deployment(ud.family, ud.params, loc=ud.loc, scale=ud.scale, users=ud.users)
+    key = get_family_spec(ud.family).identifiability  # the record's key into privacy_audit.families.BUILTIN
     try:
-        fam = decide(get_family(ud.family), time_budget=args.time_budget, work_budget=work)
+        if key is None:
+            raise ValueError(f"no symbolic family for {ud.family!r}")
+        fam = decide(get_family(key), time_budget=args.time_budget, work_budget=work)
         fam_d, fam_text = fam.to_dict(), fam.to_text()
     except ValueError:  # no symbolic family (e.g. static point masses)
         fam_d = {"family": ud.family, "linearly_dependent": None, "identifiable": None,

@@ -47,8 +47,8 @@ def _uploads(text: str) -> list[int]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distributions", type=Path, metavar="JSON",
-                        help="user_distributions.json (family beta, gaussian or static; a regular file of "
-                             "at most --max-file-mb MB)")
+                        help="user_distributions.json (any registered family: beta, gaussian, static, "
+                             "kumaraswamy; a regular file of at most --max-file-mb MB)")
     parser.add_argument("--priors", type=Path, metavar="JSON",
                         help='prior over users: {"user": weight, ...} or a list in file order (default uniform)')
     parser.add_argument("--uploads-per-user", type=_uploads, metavar="M[,M...]",
@@ -176,6 +176,7 @@ def _uploads_and_dp(args, dists, priors) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from idfree_core.errors import InputError
+    from idfree_core.families import get_family_spec
     from idfree_core.uploads import read_user_distributions
     from privacy_audit.misattribution import bayes_misattribution, proximity_bound
     from reports.commands import print_json
@@ -196,6 +197,34 @@ def run(args: argparse.Namespace) -> int:
             check_file(args.priors, args.max_file_mb, "--priors")
         dists = read_user_distributions(args.distributions)
         priors = _read_priors(args.priors, dists.users) if args.priors is not None else None
+    bound_out: dict = {}
+    if given:
+        users = args.users if args.users is not None else (dists.n_users if dists else None)
+        dim = args.dim if args.dim is not None else (dists.dim if dists else None)
+        family = args.family or (dists.family if dists else ("gaussian" if args.std is not None else "beta"))
+        spec = get_family_spec(family)
+        if spec.is_point_mass:
+            raise InputError(f"--family: the proximity bound needs beta or gaussian ({family} point masses are "
+                             "identified unless their values coincide)")
+        missing = [f"--{n}" for n, v in (("users", users), ("dim", dim), ("lr", args.lr), ("steps", args.steps))
+                   if v is None]
+        if args.optimizer == "sgd" and args.clip is None:
+            missing.append("--clip")
+        if missing:
+            raise InputError(f"the proximity bound needs {' '.join(missing)}")
+        std = args.std
+        if std is None and spec.location_scale_normal and dists is not None and get_family_spec(dists.family) is spec \
+                and not args.train_std and len(set(dists.params["std"].ravel().tolist())) == 1:
+            std = float(dists.params["std"].ravel()[0])  # the file's common fixed std
+        try:
+            bound = proximity_bound(family, users, dim, args.lr, args.clip, args.steps, std=std,
+                                    optimizer=args.optimizer, clipping=args.clipping,
+                                    weight_decay=args.weight_decay, train_std=args.train_std)
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+        bound_out = {"bound": bound.value, "proximity": bound.to_dict()}
+    # the Monte Carlo runs only once every input (the bound's too) has been accepted
+    if dists is not None:
         try:
             est = bayes_misattribution(dists.family, dict(dists.params), priors,
                                        confidence=args.confidence, target_halfwidth=args.target_halfwidth,
@@ -207,30 +236,7 @@ def run(args: argparse.Namespace) -> int:
         out.update(family=dists.family, n_users=dists.n_users, dim=dists.dim, bayes=bayes)
         if args.uploads_per_user:
             out.update(_uploads_and_dp(args, dists, priors))
-    if given:
-        users = args.users if args.users is not None else (dists.n_users if dists else None)
-        dim = args.dim if args.dim is not None else (dists.dim if dists else None)
-        family = args.family or (dists.family if dists else ("gaussian" if args.std is not None else "beta"))
-        if family == "static":
-            raise InputError("--family: the proximity bound needs beta or gaussian (static point masses are "
-                             "identified unless their values coincide)")
-        missing = [f"--{n}" for n, v in (("users", users), ("dim", dim), ("lr", args.lr), ("steps", args.steps))
-                   if v is None]
-        if args.optimizer == "sgd" and args.clip is None:
-            missing.append("--clip")
-        if missing:
-            raise InputError(f"the proximity bound needs {' '.join(missing)}")
-        std = args.std
-        if std is None and family == "gaussian" and dists is not None and dists.family == "gaussian" \
-                and not args.train_std and len(set(dists.params["std"].ravel().tolist())) == 1:
-            std = float(dists.params["std"].ravel()[0])  # the file's common fixed std
-        try:
-            bound = proximity_bound(family, users, dim, args.lr, args.clip, args.steps, std=std,
-                                    optimizer=args.optimizer, clipping=args.clipping,
-                                    weight_decay=args.weight_decay, train_std=args.train_std)
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
-        out.update(bound=bound.value, proximity=bound.to_dict())
+    out.update(bound_out)
     if args.json:
         print_json(out)
         return 0
@@ -249,7 +255,8 @@ def run(args: argparse.Namespace) -> int:
     if "dp" in out:
         d = out["dp"]
         mu = f", mu-GDP with mu = {d['gdp_mu_per_upload']:.4g} per upload" if d["gdp_mu_per_upload"] is not None else ""
-        eps = ", ".join(f"{k}: {v:.4g}" for k, v in d["epsilon"].items() if k != "delta")
+        eps = ", ".join(f"{k}: {'not available' if v is None else format(v, '.4g')}"
+                        for k, v in d["epsilon"].items() if k != "delta")
         print(f"DP view ({d['model']}{mu}): epsilon at delta={d['delta']:g}: {eps} "
               f"(worst pair {d['worst_pair'][0]} / {d['worst_pair'][1]})")
         print(f"  {d['statement']}")

@@ -8,9 +8,19 @@ import sys
 HELP = "run or resume a sweep (TOML spec) into DIR/results.sqlite, locally or on a Dask cluster"
 
 
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text[:40]!r}") from None
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"must be >= 1 and at most 4096 processes, got {text[:40]!r}")
+    return value
+
+
 def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared by ``sweep`` and ``report``."""
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
+    parser.add_argument("--workers", type=_workers, default=None, metavar="N",
                         help="local worker processes (default: one per core, 1 runs in-process)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run the points on this Dask distributed scheduler (e.g. tcp://host:8786)")

@@ -15,6 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from idfree_core.families import point_mass_families
 from reports import pareto
 
 _PALETTE = sns.color_palette("colorblind", 3)
@@ -118,7 +119,7 @@ def accuracy_figure(frame: pd.DataFrame) -> Figure:
     """Accuracy of IDfree-PL per family against spread, with central and static baselines (CIs)."""
     fig = Figure(figsize=PAGE, layout="constrained")
     ax = fig.subplots()
-    sampled = frame[frame["family"] != "static"]
+    sampled = frame[~frame["family"].isin(point_mass_families())]
     knobs, styles = knob_styles(frame)
     for family, label, group in series(sampled):
         combo = tuple(group.iloc[0][k] for k in knobs)

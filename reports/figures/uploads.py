@@ -46,8 +46,8 @@ def uploads_figure(settings: pd.DataFrame) -> Figure | None:
     fig = Figure(figsize=PAGE, layout="constrained")
     fig.set_label("Many uploads per device")
     axes = np.atleast_1d(fig.subplots(1, len(families), sharey=True, squeeze=False)[0])
-    for ax, family in zip(axes, families):
-        mine = [r for fam, r in rows if fam == family]
+    for ax, name in zip(axes, families):
+        mine = [r for fam, r in rows if fam == name]
         for i, r in enumerate(mine):
             m, v, lo, hi = curve(r, ms)
             keep = np.isfinite(v)
@@ -56,12 +56,12 @@ def uploads_figure(settings: pd.DataFrame) -> Figure | None:
             if "lr" in r and pd.notna(r["lr"]):
                 label += f", lr={r['lr']:.3g}"
             ax.errorbar(m[keep], v[keep], yerr=err, marker=MARKERS[i % len(MARKERS)],
-                        ls=LINESTYLES[i % len(LINESTYLES)], capsize=3, color=FAMILY_COLORS.get(family, "grey"),
+                        ls=LINESTYLES[i % len(LINESTYLES)], capsize=3, color=FAMILY_COLORS.get(name, "grey"),
                         alpha=0.35 + 0.65 * (i + 1) / len(mine), label=label)
         ax.set_xscale("log")
         ax.set_xticks([1] + ms, [str(x) for x in [1] + ms])
         ax.set_xlabel("uploads linked to one device (m)")
-        ax.set_title(f"{family}")
+        ax.set_title(f"{name}")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
     axes[0].set_ylabel("Bayes misattribution (95% CI)")

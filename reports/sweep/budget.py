@@ -22,8 +22,10 @@ MAX_SECONDS = 3600.0
 
 def count_points(grid: Mapping[str, Any]) -> int:
     """An upper bound on the number of points of ``grid`` (exact unless duplicates collapse)."""
+    from idfree_core.families import DEFAULT_FAMILY, get_family_spec  # on use (torch; workers start quick)
+
     n = 1
-    families = list(grid.get("family", ("beta",)))
+    families = list(grid.get("family", (DEFAULT_FAMILY,)))
     for key, values in grid.items():
         if key in ("family", "spread"):
             continue
@@ -31,7 +33,7 @@ def count_points(grid: Mapping[str, Any]) -> int:
     spread = grid.get("spread")
     per_family = 0
     for fam in families:
-        if fam == "static" or spread is None:
+        if get_family_spec(fam).is_point_mass or spread is None:
             per_family += 1
         elif isinstance(spread, Mapping):
             per_family += max(1, len(spread.get(fam, (None,))))

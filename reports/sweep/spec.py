@@ -20,10 +20,19 @@ from typing import Any, Mapping
 
 from idfree_core.errors import InputError
 
-FAMILIES = ("beta", "gaussian", "static")
+
+def _families():
+    """The family registry, imported on use: it pulls in torch, and sweep workers import this
+    module before their initializer runs (they must stay quick to start)."""
+    import idfree_core.families as families
+
+    return families
+
+
+FAMILIES = ("beta", "gaussian", "static", "kumaraswamy")  # the built-in families, for messages
 # Grid keys in expansion order, with (type, check, description).
 GRID_KEYS: dict[str, tuple[type, Any, str]] = {
-    "family": (str, lambda v: v in FAMILIES, f"one of {list(FAMILIES)}"),
+    "family": (str, lambda v: v in _families().family_names(), "one of the registered families " + str(list(FAMILIES))),
     "spread": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "lr": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
     "clip": (float, lambda v: math.isfinite(v) and v > 0, "a positive number"),
@@ -33,7 +42,7 @@ GRID_KEYS: dict[str, tuple[type, Any, str]] = {
     "model": (str, lambda v: v in ("compact", "minilm", "smollm2") or (v.startswith("hf:") and len(v) > 3),
               "compact, minilm, smollm2 or hf:PATH"),
 }
-BETA_MAX_SPREAD = math.sqrt(10 / 49)  # std of the initial Beta(2c, 5c) marginal as c -> 0 (point.py)
+BETA_MAX_SPREAD = math.sqrt(10 / 49)  # as idfree_core.families.BETA_MAX_SPREAD (not imported: see _families)
 TOP_KEYS = ("name", "description", "base", "grid", "attacks", "model")
 ATTACKS = ("clustering", "linkage", "inversion")
 MAX_SPEC_BYTES = 1 << 20
@@ -70,6 +79,12 @@ def _check_value(where: str, key: str, value: Any) -> Any:
     if not isinstance(value, kind) or not ok(value):
         raise InputError(f"{where}: {key} values must be {what}, got {value!r}")
     return value
+
+
+def _point_mass(family) -> bool:
+    """Whether ``family`` (a point's family; ``None``: the default) is a registered point mass."""
+    fams = _families()
+    return fams.get_family_spec(fams.DEFAULT_FAMILY if family is None else family).is_point_mass
 
 
 def _check_list(source: str, label: str, key: str, values: Any) -> tuple:
@@ -156,17 +171,20 @@ class SweepSpec:
                 continue
             if key == "spread" and isinstance(grid_in[key], Mapping):  # per-family spreads
                 table = grid_in[key]
-                bad_fam = sorted(set(table) - {"beta", "gaussian"})
+                bad_fam = sorted(set(table) - set(_families().spread_families()))
                 if bad_fam or not table:
-                    raise InputError(f"{source}: grid.spread as a table maps 'beta'/'gaussian' to lists, got {sorted(table)}")
+                    names = "/".join(f"'{n}'" for n in _families().spread_families())
+                    raise InputError(f"{source}: grid.spread as a table maps {names} to lists, got {sorted(table)}")
                 grid[key] = {fam: _check_list(source, f"spread.{fam}", key, table[fam]) for fam in sorted(table)}
                 continue
             grid[key] = _check_list(source, key, key, grid_in[key])
         spreads = grid.get("spread", ())
-        beta_spreads = spreads.get("beta", ()) if isinstance(spreads, dict) else spreads
-        if "beta" in grid.get("family", ("beta",)) and any(s >= BETA_MAX_SPREAD for s in beta_spreads):
-            raise InputError(f"{source}: grid.spread must stay below {BETA_MAX_SPREAD:.4f} for the beta family "
-                             "(the largest standard deviation of the initial Beta(2c, 5c))")
+        for fam in grid.get("family", (_families().DEFAULT_FAMILY,)):
+            spec = _families().get_family_spec(fam)
+            fam_spreads = spreads.get(fam, ()) if isinstance(spreads, dict) else spreads
+            if spec.spread_field is not None and any(s >= spec.max_spread for s in fam_spreads):
+                raise InputError(f"{source}: grid.spread must stay below {spec.max_spread:.4f} for the {fam} family "
+                                 f"(the largest standard deviation of its initial marginal)")
         base_in = data.get("base", {})
         if not isinstance(base_in, Mapping):
             raise InputError(f"{source}: [base] must be a table")
@@ -243,6 +261,6 @@ class SweepSpec:
             for spread in spreads:
                 point = dict(config)
                 if "spread" in point:
-                    point["spread"] = None if point.get("family") == "static" else spread
+                    point["spread"] = None if _point_mass(point.get("family")) else spread
                 out.setdefault(point_id(point), point)
         return list(out.values())

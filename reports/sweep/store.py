@@ -38,9 +38,25 @@ def _to_npz(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _from_npz(blob: bytes) -> np.ndarray:
-    with np.load(io.BytesIO(blob), allow_pickle=False) as data:
-        return data["value"]
+def _from_npz(blob: bytes, where: str = "artifact") -> np.ndarray:
+    try:
+        with np.load(io.BytesIO(bytes(blob)), allow_pickle=False) as data:
+            return data["value"]
+    except Exception as exc:  # a damaged blob (BadZipFile, KeyError, EOFError, ...) is bad input, one line
+        raise InputError(f"{where}: not a stored array ({type(exc).__name__}); the results store is damaged") from None
+
+
+def _json_field(text, what: str, *, allow_null: bool = False):
+    """A stored JSON object (``config``/``metrics``); anything else means a damaged or foreign store."""
+    if text is None and allow_null:
+        return None
+    try:
+        value = json.loads(text) if isinstance(text, (str, bytes)) else None
+    except (ValueError, RecursionError):
+        value = None
+    if not isinstance(value, dict):
+        raise InputError(f"{what} is not a JSON object; the results store is damaged")
+    return value
 
 
 class ResultsStore:
@@ -108,7 +124,7 @@ class ResultsStore:
 
     def spec(self) -> dict[str, Any] | None:
         text = self.meta().get("spec")
-        return None if text is None else json.loads(text)
+        return None if text is None else _json_field(text, f"{self.path}: meta spec")
 
     # ------------------------------------------------------------------ writing
     def record(self, point_id: str, index: int, config: Mapping[str, Any], *, status: str,
@@ -140,12 +156,19 @@ class ResultsStore:
             query, args = query + " WHERE status = ?", (status,)
         out = []
         for pid, idx, config, st, metrics, error, elapsed in self._conn.execute(query + " ORDER BY idx", args):
-            out.append({"point_id": pid, "index": idx, "config": json.loads(config), "status": st,
-                        "metrics": None if metrics is None else json.loads(metrics),
-                        "error": error, "elapsed_s": elapsed})
+            where = f"{self.path}: point {str(pid)[:40]!r}"
+            if st not in ("ok", "failed") or not isinstance(idx, int) or not isinstance(pid, str):
+                raise InputError(f"{where}: bad status/index ({str(st)[:20]!r}, {str(idx)[:20]!r}); "
+                                 "the results store is damaged")
+            if elapsed is not None and not isinstance(elapsed, (int, float)):
+                raise InputError(f"{where}: elapsed_s is not a number; the results store is damaged")
+            out.append({"point_id": pid, "index": idx, "config": _json_field(config, f"{where}: config"),
+                        "status": st, "metrics": _json_field(metrics, f"{where}: metrics", allow_null=True),
+                        "error": None if error is None else str(error), "elapsed_s": elapsed})
         return out
 
     def artifacts(self, point_id: str) -> dict[str, np.ndarray]:
         rows = self._conn.execute("SELECT name, npz FROM artifacts WHERE point_id = ? ORDER BY name",
                                   (point_id,)).fetchall()
-        return {name: _from_npz(blob) for name, blob in rows}
+        return {str(name): _from_npz(blob, f"{self.path}: artifact {str(name)[:40]!r} of point {point_id[:40]!r}")
+                for name, blob in rows}

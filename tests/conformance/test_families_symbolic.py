@@ -14,13 +14,17 @@ import pytest
 import sympy as sp
 from scipy import integrate, stats
 
+from idfree_core.families import get_family_spec
 from privacy_audit.families import BUILTIN, check_transform
 from privacy_audit.identifiability import Verdict, decide, verify_certificate
 
 NAMES = sorted(BUILTIN)
 LITERATURE = {"beta": True, "uniform": True, "bernoulli": True, "binomial": True,
               "gaussian": False, "gamma": False, "exponential": False, "laplace": False,
-              "poisson": False}
+              "poisson": False,
+              # Kumaraswamy(1, b) = Beta(1, b) and Kumaraswamy(a, 1) = Beta(a, 1): Beta's dependence
+              # 1 = (f(1, 2) + f(2, 1)) / 2 carries over (Jones 2009, Sec. 2)
+              "kumaraswamy": True}
 
 SCIPY = {
     "beta": lambda p: stats.beta(p["a"], p["b"]),
@@ -32,6 +36,7 @@ SCIPY = {
     "bernoulli": lambda p: stats.bernoulli(p["p"]),
     "binomial": lambda p: stats.binom(5, p["p"]),
     "poisson": lambda p: stats.poisson(p["lam"]),
+    "kumaraswamy": lambda p: get_family_spec("kumaraswamy").scipy_distribution({"a": p["a"], "b": p["b"]}),
 }
 
 

@@ -351,3 +351,19 @@ def test_bad_parameters_raise_input_error(case):
     for n_tokens, dim in ((0, 3), (2, -1), (1.5, 3), (True, 3)):
         with pytest.raises(InputError, match="n_tokens|dim"):
             case.make(n_tokens, dim, **{k: 1.0 for k in case.spec.param_names})
+
+
+@pytest.mark.parametrize("name", [n for n, s in FAMILY_SPECS.items() if s.mle is not None])
+def test_mle_is_consistent_within_its_cramer_rao_bound(name):
+    """A registered ``mle`` recovers the common initialisation within z = 5 Cramér-Rao standard errors
+    (``crb``), and weights of ones change nothing (the weighted M-step of mixture inversion)."""
+    spec = FAMILY_SPECS[name]
+    assert spec.crb is not None, f"{name}: a family with an mle must give its Cramer-Rao bound"
+    truth = spec.initial_params()
+    n, dim = 4000, 4
+    x = spec.scipy_distribution(truth).rvs(size=(n, dim), random_state=0)
+    fit = spec.mle(x, axis=0)
+    bound = spec.crb({k: np.full(dim, v) for k, v in truth.items()}, n)
+    for k in spec.param_names:
+        assert np.all(np.abs(fit[k] - truth[k]) <= 5 * np.sqrt(bound[k])), (k, fit[k], truth[k], bound[k])
+        assert np.allclose(spec.mle(x, axis=0, weights=np.ones(n))[k], fit[k], rtol=1e-6)
