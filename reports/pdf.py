@@ -91,7 +91,9 @@ DEPLOYMENT_NOTE = (
     "chernoff_rate: nats per linked upload at which that error decays. dp_epsilon_m<m>: the worst pair's "
     "epsilon at delta = 1e-5 over m uploads (exact mu-GDP for equal-std Gaussians, else an importance-sampled "
     "privacy-loss estimate, a lower bound on the mechanism's epsilon). Measured average misattribution implies no "
-    "DP guarantee. proximity_tightness: the guaranteed proximity bound as a share of the Bayes value.")
+    "DP guarantee. proximity_tightness: the guaranteed proximity bound (worst case over the training "
+    "constraints) as a share of the Bayes value; *_observed: the same bound from the drift the devices actually "
+    "made (valid for every population inside that per-coordinate box).")
 
 
 def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
@@ -103,7 +105,8 @@ def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
     ms = upload_counts(settings)
     extra = ([f"misattribution_m{m}" for m in ms] + ["chernoff_rate"]
              + sorted((c for c in settings if c.startswith("dp_epsilon_m")), key=lambda c: int(c[12:]))
-             + ["deployment_identifiable", "proximity_bound", "proximity_tightness"])
+             + ["deployment_identifiable", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
+                "proximity_tightness_observed"])
     extra = [c for c in extra if c in settings]
     if "deployment_identifiable" in extra:
         title = "Deployment identifiability, linked uploads and DP terms"

@@ -66,7 +66,8 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
                 half = float(stats.t.ppf(0.975, k - 1) * np.nanstd(v, ddof=1) / math.sqrt(k))
                 w_lo, w_hi = min(w_lo, mean - half), max(w_hi, mean + half)
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = mean, w_lo, w_hi
-        for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "chernoff_rate",
+        for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
+                    "proximity_tightness_observed", "chernoff_rate",
                     "deployment_identifiable", *[c for c in part if c.startswith("dp_epsilon_m")]):
             if col in part:
                 row[col] = float(np.nanmean(part[col].to_numpy(float))) if part[col].notna().any() else np.nan

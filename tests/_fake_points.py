@@ -71,6 +71,7 @@ def fake_point(config):
         "misattribution": {"value": mis, "ci": _ci(mis, 0.02), "method": "fake", "n_samples": 1000,
                            "max": top},
         "proximity_bound": None if family == "static" else 0.5 * mis,
+        "proximity_bound_observed": None if family == "static" else 0.8 * mis,
         "theory": _fake_theory(family, mis, n),
         "attacks": attacks,
         "best_attack": {"name": "nn_linkage", "metric": "linkage_top1", "advantage": adv,

@@ -55,7 +55,7 @@ def test_at_least_six_pages_with_every_section(report):
                    "proximity lower bound", "Accuracy by prediction-entropy bin", "pdf-test",
                    "Misattribution when an adversary links m uploads", "uploads linked to one device",
                    "Deployment identifiability, linked uploads and DP terms", "Allman, Matias and Rhodes",
-                   "deployment_identifiable", "dp_epsilon_m20", "proximity_tightness"):
+                   "deployment_identifiable", "dp_epsilon_m20", "proximity_tightness", "proximity_bound_observed"):
         assert needle in text, needle
 
 
@@ -70,6 +70,8 @@ def test_multi_upload_columns_and_deployment_verdicts_reach_the_frame(report):
     assert frame.loc[frame["family"] == "static", "deployment_identifiable"].isna().all()
     tight = sampled["proximity_tightness"].to_numpy(float)
     np.testing.assert_allclose(tight[sampled["misattribution"].to_numpy(float) > 0], 0.5)
+    observed = sampled["proximity_tightness_observed"].to_numpy(float)
+    np.testing.assert_allclose(observed[sampled["misattribution"].to_numpy(float) > 0], 0.8)
 
 
 def test_frontier_table_is_text(report):

@@ -4,7 +4,8 @@ Columns: the swept settings (``family, spread, lr, clip, steps, n_users, seed``)
 metric with its confidence interval as ``<metric>``, ``<metric>_lo``, ``<metric>_hi``:
 ``accuracy`` (IDfree-PL), ``accuracy_central``, ``accuracy_static``, ``misattribution`` (Bayes,
 with ``misattribution_max = (N-1)/N``), ``best_attack_advantage`` (and ``best_attack``, its name),
-``proximity_bound`` and its ``proximity_tightness`` (bound / Bayes value), the multi-upload,
+``proximity_bound`` and its ``proximity_tightness`` (bound / Bayes value), the same from the observed
+drift (``proximity_bound_observed``, ``proximity_tightness_observed``), the multi-upload,
 DP and deployment columns of :func:`reports.sweep.theory.flatten_theory`, per-attack values ``attack:<name>:<metric>``, and the report's one privacy
 axis ``reid_advantage`` (``reports.scorecard.reid_advantage``: normalised re-identification
 advantage of the strongest attribution or linkage attack, with ``reid_attack`` naming it).
@@ -52,6 +53,10 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
     mis = out["misattribution"]  # how much of the Bayes misattribution the guaranteed bound captures
     out["proximity_tightness"] = (float(bound) / mis if bound is not None and np.isfinite(mis) and mis > 0
                                   else np.nan)
+    observed = m.get("proximity_bound_observed")
+    out["proximity_bound_observed"] = np.nan if observed is None else float(observed)
+    out["proximity_tightness_observed"] = (float(observed) / mis if observed is not None and np.isfinite(mis)
+                                           and mis > 0 else np.nan)
     flatten_theory(m.get("theory"), out)
     for ceiling, value in (m.get("ceiling") or {}).items():
         out[f"ceiling_{ceiling}"] = np.nan if value is None else float(value)
