@@ -105,3 +105,19 @@ def test_heartbeat_redraws_a_bar_that_does_not_advance():
     quiet = tqdm(total=3, file=io.StringIO(), disable=True)
     with heartbeat(quiet, every_s=0.01):  # disabled bars start no thread
         time.sleep(0.05)
+
+
+def test_sweep_json_with_forced_progress_keeps_stdout_pure(tmp_path, capsys):
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))  # _fake_points
+    spec = tmp_path / "spec.toml"
+    spec.write_text('[grid]\nfamily = ["gaussian"]\nspread = [0.1, 0.2]\nn_users = [4]\nseed = [0]\n')
+    argv = ["sweep", str(spec), "--workers", "1", "--json", "--point-fn", "_fake_points:fake_point"]
+    assert cli.main([*argv, "--out", str(tmp_path / "a"), "--progress"]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["n_ok"] == 2 and "sweep:" in out.err and "100%" in out.err
+    assert cli.main([*argv, "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr()
+    assert json.loads(out.out)["n_ok"] == 2 and "sweep:" not in out.err

@@ -24,6 +24,20 @@ def seed_arg(text: str) -> int:
     return value
 
 
+def add_progress_argument(parser: argparse.ArgumentParser) -> None:
+    """``--progress``: bars on stderr even off a terminal (:func:`idfree_core.progress.want_progress`)."""
+    parser.add_argument("--progress", action="store_true",
+                        help="draw progress on stderr even when it is not a terminal (a log file, CI); "
+                             "without it progress shows only on a terminal, with or without --json "
+                             "(stdout stays pure JSON)")
+
+
+def progress_wanted(args: argparse.Namespace) -> bool:
+    from idfree_core.progress import want_progress
+
+    return want_progress(getattr(args, "progress", False))
+
+
 def dumps(obj: Any) -> str:
     """Strict JSON (no NaN): numpy scalars/arrays converted, non-finite floats become null."""
     return json.dumps(to_jsonable(obj), indent=2, allow_nan=False)

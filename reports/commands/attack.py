@@ -25,7 +25,7 @@ HELP = "Try to re-identify users in a pool of anonymous uploads (clustering, lin
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from reports.commands import seed_arg
+    from reports.commands import add_progress_argument, seed_arg
 
     parser.add_argument("uploads", metavar="UPLOADS", help="uploads.parquet (or .csv with emb_0.. columns)")
     parser.add_argument("--oracle", metavar="ORACLE", help="oracle.parquet (upload_id -> user) to score the attacks")
@@ -38,10 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "embeddings beyond the text (default: embedding)")
     parser.add_argument("--seed", type=seed_arg, default=0, metavar="K", help="random seed in [0, 2**63-1] (default 0)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.add_argument("--progress", action="store_true",
-                        help="draw progress on stderr even when it is not a terminal (a log file, CI); "
-                             "without it progress shows only on a terminal, with or without --json "
-                             "(stdout stays pure JSON)")
+    add_progress_argument(parser)
     from reports.policy import add_policy_argument
 
     add_policy_argument(parser)
@@ -109,7 +106,7 @@ def format_table(report) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from attacks.suite import identifier_finding, parse_attacks, run_attacks
-    from idfree_core.progress import want_progress
+    from reports.commands import progress_wanted
     from idfree_core.uploads import read_oracle, read_uploads_with_findings, read_user_distributions
 
     from reports.policy import gate, load_policy
@@ -125,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     if identifiers and not args.json:
         print(f"idfree-audit attack: WARNING: {identifier_finding(identifiers)}", file=sys.stderr)
     report = run_attacks(pool, oracle=oracle, distributions=distributions, attacks=attacks, features=args.features,
-                         random_state=args.seed, progress=want_progress(args.progress),
+                         random_state=args.seed, progress=progress_wanted(args),
                          identifier_columns=identifiers)
     from reports.policy import Policy
     from reports.scorecard import build_scorecard, format_scorecard

@@ -77,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--allow-large", action="store_true",
                         help="raise the size limits (users, dim, steps, uploads, file size) to the larger values shown")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    from reports.commands import add_progress_argument
+
+    add_progress_argument(parser)
 
 
 def check_ranges(args: argparse.Namespace) -> None:
@@ -179,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     from idfree_core.families import get_family_spec
     from idfree_core.uploads import read_user_distributions
     from privacy_audit.misattribution import bayes_misattribution, proximity_bound
-    from reports.commands import print_json
+    from reports.commands import print_json, progress_wanted
 
     check_ranges(args)
     given = [name for name in CONSTRAINTS if getattr(args, name) is not None]
@@ -228,7 +231,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             est = bayes_misattribution(dists.family, dict(dists.params), priors,
                                        confidence=args.confidence, target_halfwidth=args.target_halfwidth,
-                                       random_state=args.seed, progress=not args.json)
+                                       random_state=args.seed, progress=progress_wanted(args))
         except ValueError as exc:
             raise InputError(f"{args.distributions}: {exc}") from None
         bayes = est.to_dict()

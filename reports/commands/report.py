@@ -36,7 +36,7 @@ def results_dir_for(pdf: str | Path) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     from idfree_core.errors import InputError
-    from reports.commands import print_json
+    from reports.commands import print_json, progress_wanted
     from reports.defaults import default_spec
     from reports.pdf import write_report
     from reports.sweep import SweepSpec, WorkerDied, run_sweep
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         results = results_dir_for(out)
         try:
             summary = run_sweep(spec, results, workers=args.workers, scheduler=args.scheduler,
-                                point_fn=args.point_fn, progress=not args.json, yes=args.yes)
+                                point_fn=args.point_fn, progress=progress_wanted(args), yes=args.yes)
         except WorkerDied as exc:
             print(f"idfree-audit report: {exc}", file=sys.stderr)
             return 1

@@ -77,7 +77,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="override any SimulationConfig field (JSON value), e.g. --set rounds=1; repeatable")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument("--json", action="store_true", help="print metrics.json to stdout; no progress bars")
+    parser.add_argument("--json", action="store_true", help="print metrics.json to stdout")
+    from reports.commands import add_progress_argument
+
+    add_progress_argument(parser)
 
 
 def _overrides(pairs: list[str]) -> dict:
@@ -103,6 +106,7 @@ def _overrides(pairs: list[str]) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from idfree_core.pipeline import SimulationConfig, check_out_dir, simulate
+    from reports.commands import progress_wanted
 
     check_out_dir(args.out)  # before any work
 
@@ -116,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         if value is not None:
             options[name] = value
     options.update(_overrides(args.overrides))
-    result = simulate(SimulationConfig.from_preset(args.preset, args.model, **options), progress=not args.json)
+    result = simulate(SimulationConfig.from_preset(args.preset, args.model, **options), progress=progress_wanted(args))
     paths = result.write(args.out)
     if args.json:
         from reports.commands import print_json

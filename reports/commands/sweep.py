@@ -24,7 +24,10 @@ def add_execution_arguments(parser: argparse.ArgumentParser) -> None:
                         help="local worker processes (default: one per core, 1 runs in-process)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
                         help="run the points on this Dask distributed scheduler (e.g. tcp://host:8786)")
-    parser.add_argument("--json", action="store_true", help="print a JSON summary (no progress bar)")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+    from reports.commands import add_progress_argument
+
+    add_progress_argument(parser)
     parser.add_argument("--yes", action="store_true",
                         help="run a sweep estimated past an hour or half the machine's memory (refused otherwise)")
     # Tests and advanced users may substitute the point function ("module:function").
@@ -46,7 +49,7 @@ def format_summary(summary) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from reports.commands import print_json
+    from reports.commands import print_json, progress_wanted
     from reports.sweep import SweepSpec, run_sweep
 
     from reports.sweep import WorkerDied
@@ -54,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     spec = SweepSpec.from_toml(args.spec)
     try:
         summary = run_sweep(spec, args.out, workers=args.workers, scheduler=args.scheduler,
-                            point_fn=args.point_fn, progress=not args.json, yes=args.yes)
+                            point_fn=args.point_fn, progress=progress_wanted(args), yes=args.yes)
     except WorkerDied as exc:
         print(f"idfree-audit sweep: {exc}", file=sys.stderr)
         return 1
