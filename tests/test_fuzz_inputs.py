@@ -422,15 +422,23 @@ SPEC_KEYS = ["name", "description", "model", "attacks", "family", "spread", "n_u
              "docs_per_user", "rounds", "sleep_s", "preset", "zip", "x"]
 
 
-@st.composite
-def spec_texts(draw):
-    kind = draw(st.sampled_from(["random", "deep", "bytes", "tables", "tables", "tables"]))
+JUNK_KINDS = ("random", "deep", "bytes")
+
+
+def _junk_toml(draw, kind):
+    """Text that is no TOML document of ours: random text, deep nesting, or random bytes."""
     if kind == "random":
         return draw(st.text(max_size=200))
     if kind == "deep":
         return "x = " + draw(DEEP) + "\n"
-    if kind == "bytes":
-        return draw(st.binary(max_size=200)).decode("latin-1")
+    return draw(st.binary(max_size=200)).decode("latin-1")
+
+
+@st.composite
+def spec_texts(draw):
+    kind = draw(st.sampled_from(["random", "deep", "bytes", "tables", "tables", "tables"]))
+    if kind in JUNK_KINDS:
+        return _junk_toml(draw, kind)
     lines = []
     for key in draw(st.lists(st.sampled_from(["name", "model", "attacks", "description"]), max_size=2, unique=True)):
         lines.append(f"{key} = {_toml_value(draw(TOML_VALUES))}")
@@ -466,12 +474,8 @@ POLICY_KEYS = ["name", "fail_on_inconclusive", "thresholds", "max_advantage", "m
 @st.composite
 def policy_texts(draw):
     kind = draw(st.sampled_from(["random", "deep", "bytes", "tables", "tables", "mutate", "mutate"]))
-    if kind == "random":
-        return draw(st.text(max_size=200))
-    if kind == "deep":
-        return "x = " + draw(DEEP) + "\n"
-    if kind == "bytes":
-        return draw(st.binary(max_size=200)).decode("latin-1")
+    if kind in JUNK_KINDS:
+        return _junk_toml(draw, kind)
     if kind == "mutate":  # the example policy with one value replaced
         src = (TESTS.parent / "examples" / "policy.toml").read_text().splitlines()
         idx = [i for i, ln in enumerate(src) if "=" in ln and not ln.lstrip().startswith("#")]
