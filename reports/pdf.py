@@ -92,8 +92,8 @@ DEPLOYMENT_NOTE = (
     "epsilon at delta = 1e-5 over m uploads (exact mu-GDP for equal-std Gaussians, else an importance-sampled "
     "privacy-loss estimate, a lower bound on the mechanism's epsilon). Measured average misattribution implies no "
     "DP guarantee. proximity_tightness: the guaranteed proximity bound (worst case over the training "
-    "constraints) as a share of the Bayes value; *_observed: the same bound from the drift the devices actually "
-    "made (valid for every population inside that per-coordinate box).")
+    "constraints) as a share of the Bayes value; *_observed: the bound from what the devices actually did (the "
+    "observed drift, and Fano with these users' own mutual information).")
 
 
 def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:

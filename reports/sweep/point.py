@@ -100,34 +100,42 @@ def _roc(results: list) -> dict[str, np.ndarray]:
             "roc_tpr": np.asarray(best.details["roc"]["tpr"], float)}
 
 
-def _bound(sim, cfg) -> float | None:
-    from privacy_audit.misattribution import proximity_bound
-    from privacy_audit.proximity import proximity_covers
-
-    if not proximity_covers(cfg.family):  # the bound covers these families (not point masses)
-        return None
-    dist, spec = sim.distributions, get_family_spec(cfg.family)
-    # the common initialisation the devices started from (the family record's, e.g. Beta(2c, 5c))
-    init = spec.initial_params(getattr(cfg, spec.spread_field), "classify")
-    bound = proximity_bound(cfg.family, n_users=dist.n_users, dim=dist.dim, lr=cfg.device_lr, clip=cfg.device_clip,
-                            steps=int(sim.metrics["device"]["steps_total"]), init=init, optimizer="adamw",
-                            weight_decay=cfg.device_weight_decay)
-    return float(bound.value)
-
-
-def _observed_bound(sim, cfg) -> float | None:
-    """The same bound from the drift the devices actually made (trained parameters vs the common init;
-    :func:`privacy_audit.proximity.proximity_bound_from_trajectories`): guaranteed for every population
-    inside the observed per-coordinate box, so it bites where the worst-case Adam drift cannot."""
-    from privacy_audit.misattribution import proximity_bound_from_trajectories
+def _common_init(cfg):
+    """``(spec, init)``: the family record and the common initialisation every device started from (the
+    record's, e.g. Beta(2c, 5c)); None for families the proximity bound does not cover (point masses)."""
     from privacy_audit.proximity import proximity_covers
 
     if not proximity_covers(cfg.family):
         return None
     spec = get_family_spec(cfg.family)
-    init = spec.initial_params(getattr(cfg, spec.spread_field), "classify")
+    return spec, spec.initial_params(getattr(cfg, spec.spread_field), "classify")
+
+
+def _bound(sim, cfg) -> float | None:
+    """The worst-case proximity bound from the training constraints alone."""
+    from privacy_audit.misattribution import proximity_bound
+
+    common = _common_init(cfg)
+    if common is None:
+        return None
+    dist = sim.distributions
+    bound = proximity_bound(cfg.family, n_users=dist.n_users, dim=dist.dim, lr=cfg.device_lr, clip=cfg.device_clip,
+                            steps=int(sim.metrics["device"]["steps_total"]), init=common[1], optimizer="adamw",
+                            weight_decay=cfg.device_weight_decay)
+    return float(bound.value)
+
+
+def _observed_bound(sim, cfg) -> float | None:
+    """The bound from what the devices actually did (:func:`privacy_audit.proximity.proximity_bound_from_trajectories`
+    on the trained parameters): the larger of the box bound over the observed drift and Fano with the users' own
+    mutual information; a guaranteed lower bound on this population's Bayes misattribution."""
+    from privacy_audit.misattribution import proximity_bound_from_trajectories
+
+    common = _common_init(cfg)
+    if common is None:
+        return None
     try:
-        bound = proximity_bound_from_trajectories(cfg.family, init, final_params=dict(sim.distributions.params))
+        bound = proximity_bound_from_trajectories(cfg.family, common[1], final_params=dict(sim.distributions.params))
     except ValueError:
         return None
     return float(bound.value)
