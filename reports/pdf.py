@@ -29,11 +29,11 @@ from idfree_core.families import FAMILY_SPECS, point_mass_families
 from reports import figures, pareto
 from reports.analysis import Analysis, analyse
 from reports.figures.tradeoff import varying_knobs
-from reports.figures.uploads import upload_counts
 from reports.policy import Policy
 from reports.provenance import provenance_text
 from reports.summary import exposure_text, scorecard_text, setting_text, summary_text
 from reports.sweep.store import ResultsStore
+from reports.sweep.theory import dp_columns, upload_counts
 
 
 def _family_verdicts(families: Sequence[str]) -> list[dict[str, Any]]:
@@ -102,9 +102,9 @@ def deployment_sections(settings: pd.DataFrame) -> list[tuple[str, Any]]:
     curve = figures.uploads_figure(settings)
     if curve is not None:
         out.append(("Many uploads per device", curve))
-    ms = upload_counts(settings)
+    ms = upload_counts(settings.columns)
     extra = ([f"misattribution_m{m}" for m in ms] + ["chernoff_rate"]
-             + sorted((c for c in settings if c.startswith("dp_epsilon_m")), key=lambda c: int(c[12:]))
+             + dp_columns(settings.columns)
              + ["deployment_identifiable", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
                 "proximity_tightness_observed"])
     extra = [c for c in extra if c in settings]

@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import math
-import re
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -27,11 +26,11 @@ from scipy import stats
 
 from idfree_core.families import get_family_spec, point_mass_families
 from reports import pareto
+from reports.sweep.theory import dp_columns, upload_counts
 
 KNOBS = ("family", "spread", "lr", "clip", "steps", "n_users")
 METRIC_COLUMNS = ("accuracy", "misattribution", "reid_advantage", "accuracy_central", "accuracy_static")
 PRIVACY = "reid_advantage"
-UPLOAD_COLUMN = re.compile(r"misattribution_m\d+")  # with m uploads linked (reports.sweep.theory)
 
 
 def _key(row: Mapping[str, Any]) -> tuple:
@@ -51,7 +50,7 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
         row: dict[str, Any] = {k: first.get(k) for k in KNOBS if k in frame}
         row.update(point_id=f"setting-{gid + 1}", n_seeds=len(part), point_ids=list(part["point_id"]),
                    seeds=sorted(int(s) for s in part["seed"].dropna()) if "seed" in part else [])
-        for col in METRIC_COLUMNS + tuple(c for c in part if UPLOAD_COLUMN.fullmatch(c)):
+        for col in METRIC_COLUMNS + tuple(f"misattribution_m{m}" for m in upload_counts(part.columns)):
             if col not in part:
                 continue
             v = part[col].to_numpy(float)
@@ -68,7 +67,7 @@ def aggregate_seeds(frame: pd.DataFrame) -> pd.DataFrame:
             row[col], row[f"{col}_lo"], row[f"{col}_hi"] = mean, w_lo, w_hi
         for col in ("misattribution_max", "proximity_bound", "proximity_tightness", "proximity_bound_observed",
                     "proximity_tightness_observed", "chernoff_rate",
-                    "deployment_identifiable", *[c for c in part if c.startswith("dp_epsilon_m")]):
+                    "deployment_identifiable", *dp_columns(part.columns)):
             if col in part:
                 row[col] = float(np.nanmean(part[col].to_numpy(float))) if part[col].notna().any() else np.nan
         out.append(row)

@@ -9,20 +9,12 @@ protection against an adversary who can link a device's uploads (a session, a wr
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from reports.figures.tradeoff import FAMILY_COLORS, LINESTYLES, MARKERS, PAGE
-
-_M = re.compile(r"misattribution_m(\d+)")
-
-
-def upload_counts(settings: pd.DataFrame) -> list[int]:
-    """The numbers of linked uploads ``m > 1`` recorded in ``settings`` (sorted)."""
-    return sorted(int(m.group(1)) for c in settings.columns if (m := _M.fullmatch(c)))
+from reports.sweep.theory import upload_counts
 
 
 def curve(row: pd.Series, ms: list[int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -35,7 +27,7 @@ def curve(row: pd.Series, ms: list[int]) -> tuple[np.ndarray, np.ndarray, np.nda
 
 def uploads_figure(settings: pd.DataFrame) -> Figure | None:
     """The page described in the module docstring, or None when no setting has a multi-upload value."""
-    ms = upload_counts(settings)
+    ms = upload_counts(settings.columns)
     if not ms:
         return None
     rows = [(fam, r) for fam, r in ((r["family"], r) for _, r in settings.iterrows())

@@ -50,13 +50,15 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
     _ci({"value": best.get("advantage"), "ci": best.get("advantage_ci")}, "best_attack_advantage", out)
     bound = m.get("proximity_bound")
     out["proximity_bound"] = np.nan if bound is None else float(bound)
-    mis = out["misattribution"]  # how much of the Bayes misattribution the guaranteed bound captures
-    out["proximity_tightness"] = (float(bound) / mis if bound is not None and np.isfinite(mis) and mis > 0
-                                  else np.nan)
+    mis = out["misattribution"]
+
+    def share(b):  # how much of the Bayes misattribution a guaranteed bound captures
+        return float(b) / mis if b is not None and np.isfinite(mis) and mis > 0 else np.nan
+
+    out["proximity_tightness"] = share(bound)
     observed = m.get("proximity_bound_observed")
     out["proximity_bound_observed"] = np.nan if observed is None else float(observed)
-    out["proximity_tightness_observed"] = (float(observed) / mis if observed is not None and np.isfinite(mis)
-                                           and mis > 0 else np.nan)
+    out["proximity_tightness_observed"] = share(observed)
     flatten_theory(m.get("theory"), out)
     for ceiling, value in (m.get("ceiling") or {}).items():
         out[f"ceiling_{ceiling}"] = np.nan if value is None else float(value)

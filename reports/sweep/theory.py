@@ -20,6 +20,7 @@ the point; the report prints that reason rather than a number.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 UPLOADS = (1, 5, 20)
@@ -27,6 +28,21 @@ DP_UPLOADS = (1, 20)
 DELTA = 1e-5
 #: importance samples per privacy-loss curve (the CLI's 4096 gives CIs about half as wide)
 DP_SAMPLES = 1024
+
+
+_UPLOAD_COLUMN = re.compile(r"misattribution_m(\d+)")
+_DP_COLUMN = re.compile(r"dp_epsilon_m(\d+)")
+
+
+def upload_counts(columns) -> list[int]:
+    """The numbers of linked uploads ``m > 1`` with a ``misattribution_m<m>`` column (sorted)."""
+    return sorted(int(m.group(1)) for c in columns if (m := _UPLOAD_COLUMN.fullmatch(str(c))))
+
+
+def dp_columns(columns) -> list[str]:
+    """The ``dp_epsilon_m<m>`` columns, in increasing ``m``."""
+    found = [(int(m.group(1)), str(c)) for c in columns if (m := _DP_COLUMN.fullmatch(str(c)))]
+    return [c for _, c in sorted(found)]
 
 
 def _error(exc: BaseException) -> dict[str, str]:
