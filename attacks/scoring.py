@@ -26,6 +26,9 @@ Chance, confidence and advantage (:func:`score_partition`):
   Under the null (labels independent of users) the value is itself a draw from the permutation
   distribution, so the interval contains 0 whenever ``q_lo <= value <= q_hi``: with probability at
   least ``confidence`` (:func:`advantage_interval`).
+
+Tables of more than a million cells (thousands of users) are scored from their nonzero cells, with
+fewer permutations (:mod:`attacks.scoring_sparse`; the details give ``n_permutations`` drawn).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
+from attacks import scoring_sparse
 from attacks.base import AttackResult, check_random_state, proportion_ci
 from idfree_core.families import get_family_spec
 
@@ -183,8 +187,13 @@ def score_partition(name: str, truth: np.ndarray, pred: np.ndarray, *, knowledge
     n = int(truth.size)
     table, noise = contingency(truth, pred)
     values = partition_metrics(table, noise)
-    null = permutation_null(truth, pred, n_permutations, rng)
-    boot = bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
+    if table.size > scoring_sparse.LARGE_TABLE:  # thousands of users: nonzero cells (attacks.scoring_sparse)
+        n_permutations = scoring_sparse.n_permutations_at(n_permutations, table.size)
+        null = scoring_sparse.permutation_null(truth, pred, n_permutations, rng)
+        boot = scoring_sparse.bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
+    else:
+        null = permutation_null(truth, pred, n_permutations, rng)
+        boot = bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
     tail = (1.0 - confidence) / 2.0
     n_true = int((np.bincount(truth) > 0).sum())
     n_pred = int((table.sum(axis=0) > 0).sum())
