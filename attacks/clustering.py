@@ -24,6 +24,10 @@ badly underestimates the user count (simulate default, 50 users in 64 dimensions
 30 spherical), while standardized (logit) features are close to isotropic within a user.  In few
 dimensions per-dimension variances matter more and the diagonal model is kept (a heuristic switch,
 not a model-selection result).
+
+Large pools (:func:`attacks.scale.at_scale`: e.g. 200,000 uploads of 2,000 users) fit ``gmm``/``auto``
+and ``kmeans`` on a row subsample and assign every upload in one chunked float32 pass
+(:mod:`attacks.scale`; no covariance-type selection, diagonal); ``details["fit"]`` says what was fitted on what.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from attacks.base import Attack, AttackResult, check_random_state, register_atta
 from idfree_core.seeding import seed_int
 from attacks.features import build_features, gaussianize
 from attacks.knn import predict_chunked
+from attacks.scale import at_scale, fit_scaled_mixture, kmeans_labels
 from attacks.scoring import bayes_attribution_ceiling, score_partition
 from idfree_core.errors import InputError
 
@@ -163,10 +168,11 @@ class ClusteringAttack(Attack):
         """The adversary's own user-count estimate; with the oracle's count also the "n_users known"
         adversary (the same fitted instance when the estimate equals the truth: no refit)."""
         k = ctx.n_users(features)
-        est = spec(n_users=k, features=features, random_state=ctx.seed())
+        est = spec(n_users=k, features=features, mixture_cache=ctx.fits, random_state=ctx.seed())
         out = [(est, {"n_users": ctx.n_users_method})]
         if spec.known_n_variant and ctx.n_true is not None:
-            known = est if k == ctx.n_true else spec(n_users=ctx.n_true, features=features, random_state=ctx.seed())
+            known = est if k == ctx.n_true else spec(n_users=ctx.n_true, features=features, mixture_cache=ctx.fits,
+                                                     random_state=ctx.seed())
             out.append((known, {"n_users": ctx.n_users_method, "known_n": True}))
         return out
 
@@ -179,7 +185,8 @@ class ClusteringAttack(Attack):
 
     def __init__(self, method: str = "auto", n_users: int | None = None, features: str = "embedding",
                  n_init: int = 4, large_n: int = 20000, bic_max_n: int = 5000, subsample: int = 5000,
-                 min_cluster_size: int | None = None, n_permutations: int = 100, random_state=0):
+                 min_cluster_size: int | None = None, n_permutations: int = 100, mixture_cache: dict | None = None,
+                 random_state=0):
         self.method = method
         self.n_users = n_users
         self.features = features
@@ -189,6 +196,7 @@ class ClusteringAttack(Attack):
         self.subsample = subsample
         self.min_cluster_size = min_cluster_size
         self.n_permutations = n_permutations
+        self.mixture_cache = mixture_cache
         self.random_state = random_state
 
     def _check(self, pool) -> None:
@@ -222,7 +230,14 @@ class ClusteringAttack(Attack):
             else:
                 k, self.bic_ = select_n_clusters(x, n_init=2, max_n=self.bic_max_n, random_state=rng)
         method = "gmm" if self.method == "auto" else self.method
-        if method == "kmeans":
+        self.fit_details_ = None
+        if method in ("kmeans", "gmm") and at_scale(x.shape[0], k):  # large pools: attacks.scale
+            if method == "kmeans":
+                labels, self.model_, self.fit_details_ = kmeans_labels(x, k, seed_int(rng, bits=31))
+            else:
+                fit = fit_scaled_mixture(x, k, seed_int(rng, bits=31), cache=self.mixture_cache)
+                self.model_, labels, self.fit_details_ = fit.model, fit.labels, fit.details
+        elif method == "kmeans":
             self.model_ = _kmeans(x, k, self.n_init, rng, self.large_n)
             labels = self.model_.labels_
         elif method == "gmm":
@@ -288,6 +303,8 @@ class ClusteringAttack(Attack):
         ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth)
         extra = {"method": self.method, "n_users_estimated": self.n_users_estimated_,
                  "n_users_given": self.n_users}
+        if getattr(self, "fit_details_", None):
+            extra["fit"] = self.fit_details_
         return score_partition(f"clustering[{self.method}]", truth, self.labels_, knowledge=self.knowledge,
                                features=self.features, ceiling=ceiling, ceiling_details=cdetails,
                                n_permutations=self.n_permutations, random_state=rng, extra_details=extra)

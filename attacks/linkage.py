@@ -33,7 +33,10 @@ from idfree_core.seeding import seed_int
 from attacks.features import build_features, gaussianize
 from attacks.knn import knn_blocked, knn_brute, topk_inner
 from attacks.neighbors import knn_pruned
+from attacks.scale import at_scale, fit_scaled_mixture, sparse_log_pair, sparse_topk
 from idfree_core.errors import InputError
+
+SPARSE_MIN_COMPONENTS = 50  # at scale, sparse top-m posteriors from this many components on (fewer: dense)
 
 
 def split_queries(pool, rng) -> tuple[np.ndarray, np.ndarray, str]:
@@ -177,16 +180,17 @@ class LikelihoodRatioLinkage(_Linkage):
     def for_suite(cls, ctx, spec, features):
         """Reuses the suite's user-count estimate (model selection runs once per feature set)."""
         k = max(1, min(ctx.n_users(features), ctx.n_references()))
-        return [(spec(n_clusters=k, features=features, random_state=ctx.seed()), {})]
+        return [(spec(n_clusters=k, features=features, mixture_cache=ctx.fits, random_state=ctx.seed()), {})]
 
     def __init__(self, n_clusters: int | None = None, features: str = "embedding", k: int = 5, n_init: int = 4,
-                 n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
+                 n_pairs: int = 10000, n_permutations: int = 50, mixture_cache: dict | None = None, random_state=0):
         self.n_clusters = n_clusters
         self.features = features
         self.k = k
         self.n_init = n_init
         self.n_pairs = n_pairs
         self.n_permutations = n_permutations
+        self.mixture_cache = mixture_cache
         self.random_state = random_state
 
     def fit(self, pool) -> "LikelihoodRatioLinkage":
@@ -203,22 +207,45 @@ class LikelihoodRatioLinkage(_Linkage):
             raise InputError(f"n_clusters must be between 1 and the pool size {pool.n}, got {self.n_clusters}")
         x = np.vstack([xr, xq])
         k = int(self.n_clusters) if self.n_clusters is not None else select_n_clusters(x, random_state=rng)[0]
-        self.model_ = fit_mixture(x, k, self.n_init, rng)
         self.n_clusters_ = k
+        self.fit_details_ = None
+        if at_scale(x.shape[0], k) and k >= SPARSE_MIN_COMPONENTS:
+            return self._fit_at_scale(xr, xq, k, rng)
+        self._sparse = None
+        self.model_ = fit_mixture(x, k, self.n_init, rng)
         self.reference_log_resp_ = _log_responsibilities(self.model_, xr)
         self.query_log_resp_ = _log_responsibilities(self.model_, xq)
         self.topk_ = self._topk(rng)
         return self
 
+    def _fit_at_scale(self, xr, xq, k, rng) -> "LikelihoodRatioLinkage":
+        """Large pools (:mod:`attacks.scale`): the shared subsample-fitted mixture, top-m posteriors of
+        every row, sparse top-k; the features in pool order so that the clustering attack's fit is reused."""
+        x = np.empty((xr.shape[0] + xq.shape[0], xr.shape[1]), dtype=xr.dtype)
+        x[self.reference_rows_], x[self.query_rows_] = xr, xq
+        fit = fit_scaled_mixture(x, k, seed_int(rng, bits=31), cache=self.mixture_cache)
+        self.model_, self.fit_details_ = fit.model, fit.details
+        self._sparse = tuple(a[rows] for rows in (self.query_rows_, self.reference_rows_)
+                             for a in (fit.top_components, fit.top_log_posterior))
+        self.topk_ = sparse_topk(*self._sparse, k, self.k, rng)
+        return self
+
     @property
     def reference_resp_(self) -> np.ndarray:
-        """``P(c | r)`` of the references, float32 ``(n_references, n_clusters)``."""
-        return np.exp(self.reference_log_resp_)
+        """``P(c | r)`` of the references, float32 ``(n_references, n_clusters)`` (dense, also at scale)."""
+        return self._dense(1) if self._sparse is not None else np.exp(self.reference_log_resp_)
 
     @property
     def query_resp_(self) -> np.ndarray:
-        """``P(c | q)`` of the queries, float32 ``(n_queries, n_clusters)``."""
-        return np.exp(self.query_log_resp_)
+        """``P(c | q)`` of the queries, float32 ``(n_queries, n_clusters)`` (dense, also at scale)."""
+        return self._dense(0) if self._sparse is not None else np.exp(self.query_log_resp_)
+
+    def _dense(self, which: int) -> np.ndarray:
+        idx, logp = self._sparse[2 * which], self._sparse[2 * which + 1]
+        out = np.zeros((idx.shape[0], self.n_clusters_), dtype=np.float32)
+        rows, cols = np.nonzero(idx >= 0)
+        out[rows, idx[rows, cols]] = np.exp(logp[rows, cols])
+        return out
 
     def _topk(self, rng) -> np.ndarray:
         """Top-k references by co-assignment probability, exact ties broken at random: blockwise
@@ -244,11 +271,23 @@ class LikelihoodRatioLinkage(_Linkage):
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
         """``log sum_c P(c | q) P(c | r)`` for query ``qi`` and reference ``ri`` (log scale, floored at
-        ``log 1e-300``)."""
-        return np.maximum(self._log_pair(np.asarray(qi), np.asarray(ri)), np.log(1e-300))
+        ``log 1e-300``; at scale over the pair's shared top-m components)."""
+        qi, ri = np.asarray(qi), np.asarray(ri)
+        if self._sparse is not None:
+            return np.maximum(sparse_log_pair(*self._sparse, qi, ri), np.log(1e-300))
+        return np.maximum(self._log_pair(qi, ri), np.log(1e-300))
 
     def summary(self) -> dict:
-        return {**super().summary(), "n_clusters": int(self.n_clusters_)}
+        out = {**super().summary(), "n_clusters": int(self.n_clusters_)}
+        return {**out, "fit": self.fit_details_} if self.fit_details_ else out
+
+    def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
+        from dataclasses import replace
+
+        res = super().score(pool, oracle, distributions)
+        if not self.fit_details_:
+            return res
+        return [replace(r, details={**r.details, "fit": self.fit_details_}) for r in res]
 
 
 _LINK_METRICS = ("linkage_top1", "linkage_top5", "auc", "tpr_at_1pct_fpr", "tpr_at_0.1pct_fpr")

@@ -54,13 +54,16 @@ def _rows(n: int, k: int, d: int, budget: int = 2**24) -> int:
 class DiagonalMixture:
     """MAP-EM for a ``k``-component diagonal Gaussian (``df=None``) or Student-t mixture.
 
+    ``init_trials``: ``None`` seeds by scikit-learn's greedy k-means++; an integer uses
+    :func:`attacks.kmeans.kmeans_plus_plus` with that many candidates per centre (large ``k``).
+
     Fitted state: ``weights_ (k,)``, ``means_ (k, d)``, ``variances_ (k, d)`` (float64 numpy),
     ``log_likelihood_`` (total, without the prior), ``n_iter_``.
     """
 
     def __init__(self, n_components: int, df: float | None = None, covariance: str = "diag",
                  var_prior: float = 2.0, mean_prior: bool = True, n_init: int = 4, max_iter: int = 150,
-                 tol: float = 1e-5, init_sample: int = 20000, random_state=0):
+                 tol: float = 1e-5, init_sample: int = 20000, init_trials: int | None = None, random_state=0):
         self.n_components = n_components
         self.df = df
         self.covariance = covariance
@@ -70,6 +73,7 @@ class DiagonalMixture:
         self.max_iter = max_iter
         self.tol = tol
         self.init_sample = init_sample
+        self.init_trials = init_trials
         self.random_state = random_state
 
     # ------------------------------------------------------------------ internals
@@ -151,8 +155,14 @@ class DiagonalMixture:
         n, d = x.shape
         k = int(self.n_components)
         sub = x if n <= self.init_sample else x[torch.as_tensor(rng.choice(n, int(self.init_sample), replace=False))]
-        centres, _ = kmeans_plusplus(sub.numpy(), k, random_state=seed_int(rng, 31))
-        mu = torch.from_numpy(np.ascontiguousarray(centres, dtype=np.float32))
+        if self.init_trials is None:  # scikit-learn's greedy k-means++
+            centres, _ = kmeans_plusplus(sub.numpy(), k, random_state=seed_int(rng, 31))
+            mu = torch.from_numpy(np.ascontiguousarray(centres, dtype=np.float32))
+        else:  # torch k-means++ with init_trials candidates per centre (1: plain k-means++; fast for large k)
+            from attacks.kmeans import kmeans_plus_plus
+
+            gen = torch.Generator().manual_seed(seed_int(rng, 31))
+            mu = kmeans_plus_plus(sub, k, gen, n_trials=int(self.init_trials))
         var = self._total_var.float().expand(k, d).clone()
         w = torch.full((k,), 1.0 / k)
         for _ in range(3):  # Lloyd steps = EM with equal weights and one shared spherical variance
@@ -242,6 +252,22 @@ class DiagonalMixture:
                 post.append(torch.exp(top - torch.logsumexp(logp, 1)).double().numpy())
         return np.concatenate(labels).astype(np.int64), np.concatenate(post)
 
+    def predict_top(self, x, m: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``m`` most probable components per row and their log posteriors, ``(n, m)`` int64 and
+        float32, in blocks (sparse responsibilities for large pools; memory ``O(n m)``)."""
+        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        w, mu, var = self._tensors()
+        m = int(min(m, mu.shape[0]))
+        block = _rows(x.shape[0], mu.shape[0], x.shape[1])
+        idx, logp = [], []
+        with torch.no_grad():
+            for s in range(0, x.shape[0], block):
+                lp, _ = self._logp(x[s:s + block], w, mu, var)
+                top, arg = torch.topk(lp, m, dim=1)
+                idx.append(arg.numpy())
+                logp.append((top - torch.logsumexp(lp, 1, keepdim=True)).numpy())
+        return np.concatenate(idx).astype(np.int64), np.concatenate(logp).astype(np.float32)
+
     def predict_proba(self, x) -> np.ndarray:
         """Posterior responsibilities ``(n, k)`` (for linkage; memory ``n k``)."""
         x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -269,7 +295,9 @@ def select_variant(x: np.ndarray, k: int, max_n: int = 20000, random_state=0) ->
 
 
 def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 20000, holdout: float = 0.25,
-                          random_state=0, rule: str = "best") -> tuple[int, tuple[int, int], dict[int, float]]:
+                          random_state=0, rule: str = "best", variants=("gaussian-diag", "student_t4-diag"),
+                          max_iter: int = 60, n_refine: int = 7, patience: int | None = None,
+                          init_trials: int | None = None, bic_out: dict | None = None) -> tuple[int, tuple[int, int], dict[int, float]]:
     """Number of components by held-out log-likelihood (cross-validated likelihood, Smyth 2000).
 
     Mixtures of the Gaussian-diagonal and Student-t variants are fitted on ``1 - holdout`` of the
@@ -281,6 +309,11 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     every ``k`` tried whose held-out total is within two paired standard errors of the best.
     ``rule="one_se"``: return the smallest ``k`` within one paired standard error of the best instead of
     the best (the one-standard-error rule: the argmax of a noisy held-out curve overshoots).
+    Cost controls (large pools, :func:`attacks.oracle_free.estimate_users`): ``variants`` fitted per ``k``,
+    EM ``max_iter``, ``n_refine`` points between the best grid value's neighbours, and ``patience``: stop
+    climbing the grid after that many consecutive values below the best so far (``None``: the whole grid);
+    ``init_trials`` as :class:`DiagonalMixture`.  ``bic_out``: a dict filled with ``k ->`` BIC of the best
+    variant's fit on the training rows (a BIC curve from the same fits, for large pools).
     """
     rng = check_random_state(random_state)
     x = np.asarray(x, dtype=np.float32)
@@ -298,21 +331,27 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     def evaluate(k: int) -> float:
         if k not in rows:
             best = None
-            for opts in (VARIANTS["gaussian-diag"], VARIANTS["student_t4-diag"]):
-                m = DiagonalMixture(k, n_init=1, max_iter=60, random_state=seed_int(rng, 31), **opts).fit(train)
+            for opts in (VARIANTS[v] for v in variants):
+                m = DiagonalMixture(k, n_init=1, max_iter=max_iter, init_trials=init_trials,
+                                    random_state=seed_int(rng, 31), **opts).fit(train)
                 r = m.row_log_likelihood(val)
                 if best is None or r.sum() > best.sum():
                     best = r
+                    if bic_out is not None:
+                        bic_out[k] = float(m.bic(*train.shape))
             rows[k] = best
         return float(rows[k].sum())
 
     grid = sorted({1, *[int(round(v)) for v in np.geomspace(2, max(2, k_max), num=14)]} & set(range(1, k_max + 1)))
+    worse = 0
     for k in grid:
-        evaluate(k)
+        if patience is not None and worse >= patience:
+            break
+        worse = 0 if evaluate(k) >= max(v.sum() for v in rows.values()) else worse + 1
     best = max(rows, key=lambda j: rows[j].sum())
     lower = max([k for k in grid if k < best], default=best)
     upper = min([k for k in grid if k > best], default=best)
-    for k in np.unique(np.linspace(lower, upper, 7).round().astype(int)):
+    for k in np.unique(np.linspace(lower, upper, n_refine).round().astype(int)):
         evaluate(int(k))
     best = max(rows, key=lambda j: rows[j].sum())
     close = [k for k, r in rows.items()

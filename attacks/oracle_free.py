@@ -127,12 +127,16 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
     return out
 
 
-def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int]]:
+def estimate_users(x: np.ndarray, random_state=0, bic_out: dict | None = None) -> tuple[int, tuple[int, int]]:
     """``(k, (k_lo, k_hi))`` by held-out likelihood, ``k <= n / 10`` (a user with fewer than about
-    10 uploads is not separable as a mixture component; the cap also bounds the cost)."""
+    10 uploads is not separable as a mixture component; the cap also bounds the cost).  Large pools
+(:func:`attacks.scale.at_scale`) use a cheaper search (:func:`attacks.scale.heldout_options`)."""
     from attacks.mixture_em import estimate_n_components
+    from attacks.scale import at_scale, heldout_options
 
-    k, k_range, _ = estimate_n_components(x, k_max=max(2, x.shape[0] // 10), random_state=random_state)
+    k_max = max(2, x.shape[0] // 10)
+    opts = heldout_options(k_max) if at_scale(x.shape[0], k_max) else {"k_max": k_max}
+    k, k_range, _ = estimate_n_components(x, random_state=random_state, bic_out=bic_out, **opts)
     return int(k), (int(k_range[0]), int(k_range[1]))
 
 

@@ -124,7 +124,8 @@ class SuiteContext:
 
     ``n_users(features)``: the adversary's estimate of the number of users (computed once per
     feature set); ``n_true``: the count from the oracle for the "n_users known" adversary (``None``
-    when off); ``skip(note)`` records why an attack did not run.
+    when off); ``skip(note)`` records why an attack did not run; ``fits``: mixtures fitted on large
+    pools (:func:`attacks.scale.fit_scaled_mixture`), shared by the attacks that use the same features and ``k``.
     """
 
     pool: Any
@@ -138,6 +139,7 @@ class SuiteContext:
     probe_texts: Any = None
     traits: Any = None
     estimates: dict = field(default_factory=dict)
+    fits: dict = field(default_factory=dict)  # mixtures fitted at scale, shared by attacks (attacks.scale)
     heldout: dict = field(default_factory=dict)
 
     n_users_method: str = N_USERS_METHOD
@@ -151,8 +153,16 @@ class SuiteContext:
         the held-out estimate (BIC's ``p log n`` penalty collapses many small users in many dimensions
         to one; on a few well-separated users BIC is exact and held-out likelihood noisier)."""
         if features not in self.estimates:
-            k_bic, crit = estimate_n_users(self.pool, features, random_state=self.seed())
-            k_ho, (lo, hi) = self.n_users_heldout(features)
+            from attacks.scale import at_scale
+
+            if at_scale(self.pool.n, self.pool.n // 10):  # large pools: BIC from the held-out search's fits
+                crit: dict = {}
+                k_ho, (lo, hi) = self.n_users_heldout(features, bic_out=crit)
+                k_bic = min(crit, key=crit.get) if crit else k_ho
+                self.summary.setdefault("n_users_bic", "diagonal fits of the held-out search (attacks.scale)")
+            else:
+                k_bic, crit = estimate_n_users(self.pool, features, random_state=self.seed())
+                k_ho, (lo, hi) = self.n_users_heldout(features)
             k = k_bic if lo <= k_bic <= hi else k_ho
             self.estimates[features] = (k, crit)
             self.summary.setdefault("n_users_range", [int(lo), int(hi)])
@@ -170,7 +180,7 @@ class SuiteContext:
             return None
         return (d.loc, d.scale)
 
-    def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
+    def n_users_heldout(self, features: str, bic_out: dict | None = None) -> tuple[int, tuple[int, int]]:
         """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),
         once per feature set; the no-oracle risk summary uses it."""
         if features not in self.heldout:
@@ -179,7 +189,7 @@ class SuiteContext:
 
             transform = self.transform(features) or _auto_transform(self.pool, features)
             x = em_features(self.pool, features, transform, random_state=self.seed())
-            self.heldout[features] = estimate_users(x, random_state=self.seed())
+            self.heldout[features] = estimate_users(x, random_state=self.seed(), bic_out=bic_out)
         return self.heldout[features]
 
     def n_references(self) -> int:

@@ -1,0 +1,197 @@
+"""Large pools: mixtures fitted on a row subsample, one chunked float32 E-step over all rows, sparse posteriors.
+
+On a pool of ``n`` rows with ``k`` mixture components the attacks switch to this path when
+:func:`at_scale` (``n >= SCALE_ROWS`` and ``n k >= SCALE_WORK``, e.g. 200,000 uploads of 2,000 users);
+smaller pools keep their methods unchanged.  What is fitted on what:
+
+* **Mixture** (:func:`fit_scaled_mixture`): a diagonal Gaussian MAP-EM mixture
+  (:class:`attacks.mixture_em.DiagonalMixture`, chunked torch float32, ``O(rows k d)`` per
+  iteration) fitted on a uniform random subsample of :func:`fit_rows` rows (``ROWS_PER_COMPONENT``
+  per component, between ``FIT_MIN_ROWS`` and ``FIT_MAX_ROWS``), one plain k-means++ start, at most
+  ``MAX_ITER`` iterations; then a single E-step over *all* rows gives each row's MAP component and
+  its ``TOP_M`` most probable components with their log posteriors (posteriors under
+  ``MIN_POSTERIOR`` dropped).  Cost ``O(fit_rows k d MAX_ITER + n k d)``, memory ``O(n TOP_M)``
+  plus blocks.  The BIC choice of covariance type of the small-pool path is not made (diagonal).
+* **Sharing**: fits are cached per suite run (``cache``: a dict held by the
+  :class:`attacks.suite.SuiteContext`), keyed by a fingerprint of the feature matrix and ``k``, so
+  the clustering attack, its "n_users known" variant (when the counts agree) and the
+  likelihood-ratio linkage use one fit.
+* **k-means** (:func:`kmeans_labels`): :func:`attacks.kmeans.kmeans_fit` (k-means++ seeding, float32
+  Lloyd via faiss) on :func:`fit_rows` rows, one start, every row assigned to its nearest centre.
+* **Linkage scores** (:func:`sparse_topk`, :func:`sparse_log_pair`): ``sum_c P(c | q) P(c | r)`` over
+  the components the two rows share among their top ``TOP_M``: a sparse product over row blocks and a
+  per-row top-k, instead of a dense ``queries x references x k`` product.  Exact ties are broken at
+  random; a query sharing a component with fewer than ``k`` references is completed with random
+  references (their truncated score is 0).
+
+* **User count** (:func:`heldout_options`): the held-out-likelihood search of
+  :func:`attacks.oracle_free.estimate_users` with one variant, fewer iterations and refinements,
+  early stopping and ``k`` capped by the rows of its subsample; the suite's BIC estimate is read off the
+  same fits (BIC of each ``k``'s fit on the search's training rows, diagonal) instead of a separate
+  spherical-GMM grid (:meth:`attacks.suite.SuiteContext.n_users`).
+
+Each attack reports ``details["fit"]`` (what was fitted on what).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from idfree_core.seeding import check_random_state, seed_int
+
+SCALE_ROWS = 50000
+SCALE_WORK = 2**25  # rows x components (about 33.5M)
+ROWS_PER_COMPONENT = 20
+FIT_MIN_ROWS = 20000
+FIT_MAX_ROWS = 100000
+MAX_ITER = 20
+TOP_M = 8
+MIN_POSTERIOR = 1e-8
+
+
+def at_scale(n: int, k: int) -> bool:
+    """Whether a pool of ``n`` rows with ``k`` components takes the scalable path (module doc)."""
+    return int(n) >= SCALE_ROWS and int(n) * int(k) >= SCALE_WORK and int(k) >= 2
+
+
+def fit_rows(n: int, k: int) -> int:
+    """Rows of the fitting subsample: ``ROWS_PER_COMPONENT k`` within ``[FIT_MIN_ROWS, FIT_MAX_ROWS]``."""
+    return int(min(n, max(k, np.clip(ROWS_PER_COMPONENT * int(k), FIT_MIN_ROWS, FIT_MAX_ROWS))))
+
+
+HELDOUT_MAX_N = 20000  # held-out user-count search at scale: rows (train + validation) ...
+HELDOUT_ROWS_PER_COMPONENT = 5  # ... and at least this many training rows per component of the largest k
+
+
+def heldout_options(k_max: int) -> dict:
+    """Options of :func:`attacks.mixture_em.estimate_n_components` at scale: one variant (Gaussian
+    diagonal), 10 EM iterations, plain k-means++ seeding, 3 refinement points, stop climbing at the first
+    grid value below the best,
+    ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000), on ``HELDOUT_MAX_N`` rows."""
+    cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
+    return {"k_max": int(min(k_max, cap)), "max_n": HELDOUT_MAX_N, "variants": ("gaussian-diag",), "max_iter": 10,
+            "n_refine": 3, "patience": 1, "init_trials": 1}
+
+
+def fingerprint(x: np.ndarray) -> str:
+    """A cheap content key of a feature matrix (shape, column sums, a strided sample of rows)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr(x.shape).encode())
+    h.update(np.ascontiguousarray(x.sum(axis=0), dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(x[:: max(1, x.shape[0] // 997)], dtype=np.float64).tobytes())
+    return h.hexdigest()
+
+
+class ScaledMixture:
+    """A mixture fitted at scale (module doc): ``model`` (:class:`attacks.mixture_em.DiagonalMixture`),
+    per-row ``labels``, ``top_components`` ``(n, m)`` (``-1``: dropped) and ``top_log_posterior``
+    ``(n, m)`` float32, and ``details`` (what was fitted on what)."""
+
+    def __init__(self, model, labels, top_components, top_log_posterior, details):
+        self.model = model
+        self.labels = labels
+        self.top_components = top_components
+        self.top_log_posterior = top_log_posterior
+        self.details = details
+
+    @property
+    def n_components(self) -> int:
+        return int(self.model.n_components)
+
+
+def fit_scaled_mixture(x: np.ndarray, k: int, random_state=0, cache: dict | None = None) -> ScaledMixture:
+    """Diagonal MAP-EM mixture on a subsample, then one E-step over all rows (module doc); cached."""
+    from attacks.mixture_em import VARIANTS, DiagonalMixture
+
+    key = (fingerprint(x), int(k))
+    if cache is not None and key in cache:
+        return cache[key]
+    rng = check_random_state(random_state)
+    n = x.shape[0]
+    m = fit_rows(n, k)
+    sub = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
+    model = DiagonalMixture(int(k), n_init=1, max_iter=MAX_ITER, init_sample=m, init_trials=1, random_state=seed_int(rng, 31),
+                            **VARIANTS["gaussian-diag"]).fit(x[sub])
+    top, logp = model.predict_top(x, TOP_M)
+    labels = top[:, 0].copy()
+    drop = logp < np.log(MIN_POSTERIOR)
+    drop[:, 0] = False
+    top[drop] = -1
+    logp[drop] = -np.inf
+    details = {"method": "diagonal Gaussian MAP-EM (attacks.mixture_em) on a row subsample, then one E-step on all rows",
+               "fitted_on_rows": int(m), "n_rows": int(n), "n_components": int(k), "n_iter": int(model.n_iter_),
+               "max_iter": MAX_ITER, "top_m_posteriors": int(top.shape[1]), "min_posterior": MIN_POSTERIOR}
+    out = ScaledMixture(model, labels, top, logp, details)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
+def kmeans_labels(x: np.ndarray, k: int, random_state=0) -> tuple[np.ndarray, object, dict]:
+    """k-means at scale (module doc): ``(labels, KMeansResult, details)``."""
+    from attacks.kmeans import kmeans_fit
+
+    m = fit_rows(x.shape[0], k)
+    res = kmeans_fit(x, int(k), n_iter=20, seed_sample=min(m, 20000), fit_sample=m, random_state=random_state)
+    return res.labels, res, {"method": "k-means++ seeding, 20 float32 Lloyd iterations (attacks.kmeans), one start",
+                             "fitted_on_rows": int(m), "n_rows": int(x.shape[0]), "n_components": int(k)}
+
+
+def _csr(idx: np.ndarray, logp: np.ndarray, n_cols: int):
+    from scipy.sparse import csr_matrix
+
+    keep = idx >= 0
+    rows = np.broadcast_to(np.arange(idx.shape[0])[:, None], idx.shape)[keep]
+    return csr_matrix((np.exp(logp[keep].astype(np.float64)), (rows, idx[keep])), shape=(idx.shape[0], n_cols))
+
+
+def sparse_topk(q_idx, q_logp, r_idx, r_logp, n_components: int, k: int, rng, budget: int = 2**23) -> np.ndarray:
+    """Top-``k`` references per query by ``sum_c P(c | q) P(c | r)`` from top-m posteriors (module doc)."""
+    rng = check_random_state(rng)
+    q, r = _csr(q_idx, q_logp, n_components), _csr(r_idx, r_logp, n_components)
+    rt = r.T.tocsr()
+    n_q, n_r = q.shape[0], r.shape[0]
+    k = int(min(k, n_r))
+    refs_per_comp = np.diff(rt.indptr)
+    per_query = np.bincount(np.repeat(np.arange(n_q), np.diff(q.indptr)), weights=refs_per_comp[q.indices],
+                            minlength=n_q)
+    ends = np.cumsum(per_query)
+    out = np.empty((n_q, k), dtype=np.int64)
+    s = 0
+    while s < n_q:  # row blocks of about ``budget`` candidate pairs
+        e = max(s + 1, int(np.searchsorted(ends, (ends[s - 1] if s else 0.0) + budget, side="right")))
+        sim = (q[s:e] @ rt).tocoo()
+        rows, cols, vals = sim.row, sim.col, sim.data
+        order = np.lexsort((rng.random(rows.size), -vals, rows))
+        rows, cols = rows[order], cols[order]
+        first = np.searchsorted(rows, np.arange(e - s))
+        count = np.diff(np.append(first, rows.size))
+        rank = np.arange(rows.size) - first[rows]
+        take = rank < k
+        block = np.full((e - s, k), -1, dtype=np.int64)
+        block[rows[take], rank[take]] = cols[take]
+        for i in np.flatnonzero(count < k):  # fewer than k sharing references: random completion
+            have = block[i, :count[i]]
+            extra = rng.choice(n_r, size=min(n_r, k + have.size), replace=False)
+            extra = extra[~np.isin(extra, have)][: k - have.size]
+            block[i, count[i]:] = extra
+        out[s:e] = block
+        s = e
+    return out
+
+
+def sparse_log_pair(q_idx, q_logp, r_idx, r_logp, qi: np.ndarray, ri: np.ndarray, block: int = 65536) -> np.ndarray:
+    """``log sum_c P(c | q) P(c | r)`` over shared top-m components for pairs ``(qi, ri)`` (``-inf``: none)."""
+    from scipy.special import logsumexp
+
+    out = np.empty(qi.size)
+    for s in range(0, qi.size, block):
+        a, b = q_idx[qi[s:s + block]], r_idx[ri[s:s + block]]
+        la, lb = q_logp[qi[s:s + block]].astype(np.float64), r_logp[ri[s:s + block]].astype(np.float64)
+        same = (a[:, :, None] == b[:, None, :]) & (a[:, :, None] >= 0)
+        terms = np.where(same, la[:, :, None] + lb[:, None, :], -np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[s:s + block] = logsumexp(terms.reshape(terms.shape[0], -1), axis=1)
+    return out

@@ -1,0 +1,63 @@
+"""The large-pool path (attacks.scale), exercised on small pools by lowering its thresholds."""
+
+import numpy as np
+import pytest
+
+from attacks import linkage, scale
+from attacks.clustering import ClusteringAttack
+from attacks.knn import topk_inner
+from attacks.linkage import LikelihoodRatioLinkage
+from idfree_core.uploads import anonymize
+
+
+def _pool(n_users=30, per_user=60, dim=8, noise=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    means = rng.normal(size=(n_users, dim))
+    users = np.repeat(np.arange(n_users), per_user)
+    emb = means[users] + noise * rng.normal(size=(users.size, dim))
+    session = np.tile((np.arange(per_user) >= per_user * 4 // 5).astype(np.int64), n_users)
+    return anonymize(emb.astype(np.float32), users, session=session, rng=np.random.default_rng(seed))
+
+
+@pytest.fixture
+def small_scale(monkeypatch):
+    monkeypatch.setattr(scale, "SCALE_ROWS", 100)
+    monkeypatch.setattr(scale, "SCALE_WORK", 100)
+    monkeypatch.setattr(linkage, "SPARSE_MIN_COMPONENTS", 2)
+
+
+def test_thresholds():
+    assert not scale.at_scale(20000, 100) and scale.at_scale(200000, 2000) and not scale.at_scale(10**6, 1)
+    assert scale.fit_rows(200000, 2000) == 40000 and scale.fit_rows(5000, 10) == 5000
+
+
+def test_scaled_clustering_and_linkage_share_one_fit_and_recover_users(small_scale):
+    pool, oracle = _pool()
+    cache: dict = {}
+    clu = ClusteringAttack(method="auto", n_users=30, mixture_cache=cache, random_state=0).fit(pool)
+    lr = LikelihoodRatioLinkage(n_clusters=30, mixture_cache=cache, random_state=1).fit(pool)
+    assert len(cache) == 1 and lr.model_ is clu.model_
+    acc = next(r for r in clu.score(pool, oracle) if r.metric == "attribution_accuracy")
+    assert acc.value > 0.9 and acc.details["fit"]["fitted_on_rows"] == pool.n
+    top1 = next(r for r in lr.score(pool, oracle) if r.metric == "linkage_top1")
+    assert top1.value > 0.9 and "fit" in top1.details
+    km = ClusteringAttack(method="kmeans", n_users=30, random_state=0).fit(pool)
+    assert next(r for r in km.score(pool, oracle) if r.metric == "attribution_accuracy").value > 0.8
+    assert km.fit_details_["method"].startswith("k-means++")
+
+
+def test_sparse_topk_matches_dense_products_without_truncation():
+    rng = np.random.default_rng(2)
+    k = 12
+    lq = np.log(rng.dirichlet(np.full(k, 0.3), size=200)).astype(np.float32)
+    lr = np.log(rng.dirichlet(np.full(k, 0.3), size=500)).astype(np.float32)
+    idx_q = np.argsort(-lq, axis=1)
+    idx_r = np.argsort(-lr, axis=1)
+    sq, sr = np.take_along_axis(lq, idx_q, 1), np.take_along_axis(lr, idx_r, 1)
+    top = scale.sparse_topk(idx_q, sq, idx_r, sr, k, 5, np.random.default_rng(0))
+    dense = topk_inner(np.exp(lq), np.exp(lr), 5, np.random.default_rng(0))
+    g = np.exp(lq).astype(np.float64) @ np.exp(lr).T.astype(np.float64)
+    rows = np.arange(200)[:, None]
+    np.testing.assert_allclose(g[rows, top], g[rows, dense], rtol=1e-5)
+    pair = scale.sparse_log_pair(idx_q, sq, idx_r, sr, np.arange(200), top[:, 0])
+    np.testing.assert_allclose(pair, np.log(g[np.arange(200), top[:, 0]]), rtol=1e-5)
