@@ -1,9 +1,9 @@
 """The attack suite: every attack against one pool, scored against the oracle when there is one.
 
 :func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The default adversary does
-not know the number of users: BIC (:func:`estimate_n_users`) chooses it unless held-out likelihood
-(:meth:`SuiteContext.n_users_heldout`) rejects that choice (BIC collapses to 1 user on 200 users x 30
-uploads in 32 dimensions), see :meth:`SuiteContext.n_users`
+not know the number of users: BIC chooses it unless held-out likelihood finds more users, then
+AIC (:func:`attacks.oracle_free.estimate_users`; on 200 users x 30 uploads in 32 dimensions BIC
+collapses to 1 user, held-out likelihood to about 25, AIC gives about 150), see :meth:`SuiteContext.n_users`,
 and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
 model selection runs once.  The oracle and the true distributions are used only for scoring
 (and, in parameter inversion, to select k linked uploads: see its docstring).
@@ -44,7 +44,8 @@ from idfree_core.errors import InputError
 ATTACK_GROUPS = ("clustering", "linkage", "inversion", "attribute")
 DEFAULT_ATTACKS = ("clustering", "linkage", "inversion")
 MAX_LINKS_IN_SUMMARY = 1000
-N_USERS_METHOD = "by BIC, unless outside the held-out-likelihood range (Smyth 2000), then held-out (no oracle)"
+N_USERS_METHOD = ("by BIC over MAP-EM mixtures, or AIC where held-out likelihood (Smyth 2000) finds more "
+                  "users than BIC (no oracle)")
 
 
 @dataclass(frozen=True)
@@ -146,17 +147,13 @@ class SuiteContext:
         return seed_int(self.rng, bits=31)
 
     def n_users(self, features: str) -> int:
-        """The adversary's user count: the BIC choice (:func:`estimate_n_users`) unless held-out
-        likelihood rejects it, i.e. it lies outside the held-out range of :meth:`n_users_heldout`, then
-        the held-out estimate (BIC's ``p log n`` penalty collapses many small users in many dimensions
-        to one; on a few well-separated users BIC is exact and held-out likelihood noisier)."""
+        """The adversary's user count (:meth:`n_users_heldout`: BIC, or AIC where held-out likelihood finds
+        more users than BIC; computed once per feature set)."""
         if features not in self.estimates:
-            k_bic, crit = estimate_n_users(self.pool, features, random_state=self.seed())
-            k_ho, (lo, hi) = self.n_users_heldout(features)
-            k = k_bic if lo <= k_bic <= hi else k_ho
-            self.estimates[features] = (k, crit)
+            k, (lo, hi) = self.n_users_heldout(features)
+            self.estimates[features] = (k, {})
             self.summary.setdefault("n_users_range", [int(lo), int(hi)])
-            self.summary.setdefault("n_users_by", {"bic": int(k_bic), "heldout": int(k_ho), "chosen": int(k)})
+            self.summary.setdefault("n_users_by", {**self.heldout[features][2], "chosen": int(k)})
         return self.estimates[features][0]
 
     def transform(self, features: str):
@@ -171,8 +168,8 @@ class SuiteContext:
         return (d.loc, d.scale)
 
     def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
-        """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),
-        once per feature set; the no-oracle risk summary uses it."""
+        """The user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`), once per
+        feature set; the no-oracle risk summary uses it."""
         if features not in self.heldout:
             from attacks.em import em_features
             from attacks.oracle_free import _auto_transform, estimate_users
@@ -180,7 +177,7 @@ class SuiteContext:
             transform = self.transform(features) or _auto_transform(self.pool, features)
             x = em_features(self.pool, features, transform, random_state=self.seed())
             self.heldout[features] = estimate_users(x, random_state=self.seed())
-        return self.heldout[features]
+        return self.heldout[features][:2]
 
     def n_references(self) -> int:
         """Reference rows of the linkage split (session 0, or half the pool)."""

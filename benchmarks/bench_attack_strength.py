@@ -37,14 +37,15 @@ def main(argv=None) -> None:
         for seed in [int(s) for s in args.seeds.split(",")]:
             sp = make_pool(kind, seed, args.size)
             d = sp.distributions
-            transform = (d.loc, d.scale) if d is not None and d.family == "beta" else None
+            transform = (d.loc, d.scale) if d is not None and d.loc is not None else None
+            family = d.family if d is not None else None
             rows = {}
             t0 = time.perf_counter()
             rows["clustering[auto][n_users known]"] = accuracy(
                 ClusteringAttack(method="auto", n_users=sp.n_users, random_state=seed).fit(sp.pool), sp)
             rows["clustering[em][n_users known]"] = accuracy(
-                EMAttribution(n_users=sp.n_users, transform=transform, random_state=seed).fit(sp.pool), sp)
-            est = EMAttribution(transform=transform, random_state=seed).fit(sp.pool)
+                EMAttribution(n_users=sp.n_users, transform=transform, family=family, random_state=seed).fit(sp.pool), sp)
+            est = EMAttribution(transform=transform, family=family, random_state=seed).fit(sp.pool)
             rows["clustering[em] (no oracle)"] = accuracy(est, sp)
             parts = "  ".join(f"{k} {v:.3f} ({v / sp.bayes:.2f})" for k, v in rows.items())
             print(f"{kind} seed {seed}: n={sp.pool.n} users={sp.n_users} bayes={sp.bayes:.3f}  {parts}  "
