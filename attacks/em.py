@@ -12,7 +12,7 @@ to its maximum-posterior component, the plug-in version of the Bayes classifier
   shrunk towards the grand mean (empirical-Bayes prior), and the variances towards the pooled
   within-user variance (:mod:`attacks.mixture_em`, Fraley & Raftery 2007);
 * unequal user sizes (free mixture weights), anisotropic users (diagonal variances, free or tied),
-  heavy tails (Student-t components, Peel & McLachlan 2000): the variant is chosen by BIC at the
+  heavy tails (Student-t components, Peel & McLachlan 2000): the variant is chosen by held-out likelihood at the
   given number of components (:func:`attacks.mixture_em.select_variant`);
 * ``n_init`` k-means++ restarts, the highest likelihood kept, then split-and-merge moves
   (:mod:`attacks.split_merge`, Ueda et al. 2000) that move components from a user cut in two to
@@ -75,7 +75,7 @@ def bootstrap_mean(values: np.ndarray, rng, n_boot: int = 400, confidence: float
 class EMAttribution(Attack):
     """MAP-EM mixture attribution (module doc).
 
-    Fitted state: ``labels_``, ``max_posterior_``, ``n_users_estimated_``, ``n_users_range_``,
+    Fitted state: ``labels_``, ``max_posterior_``, ``n_users_estimated_``, ``n_users_range_``, ``n_users_by_``,
     ``variant_``, ``model_``, ``expected_accuracy_`` and ``expected_accuracy_ci_``.
     """
 
@@ -128,9 +128,10 @@ class EMAttribution(Attack):
         if self.n_users is None:
             from attacks.oracle_free import estimate_users
 
-            k, self.n_users_range_, _ = estimate_users(x, random_state=rng)
+            k, self.n_users_range_, self.n_users_by_ = estimate_users(x, random_state=rng)
         else:
             k, self.n_users_range_ = int(self.n_users), (int(self.n_users), int(self.n_users))
+            self.n_users_by_ = {"given": k}
         k = int(min(k, pool.n))
         self.variant_ = (select_variant(x, k, self.select_max_n, rng)[0] if self.variant == "auto" and k > 1
                          else ("gaussian-diag" if self.variant == "auto" else self.variant))

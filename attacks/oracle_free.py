@@ -132,14 +132,14 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
     about 10 uploads is not separable as a mixture component; the cap also bounds the cost).
 
     ``k`` is BIC's choice unless held-out likelihood says it underfits, i.e. the held-out choice (by
-    the one-standard-error rule, :func:`attacks.mixture_em.estimate_n_components`) has more
-    components; then AIC's choice (:func:`attacks.mixture_em.penalized_n_components`).  BIC is exact on a few well-sampled users
+    the one-standard-error rule, :func:`attacks.mixture_order.estimate_n_components`) has more
+    components; then AIC's choice (:func:`attacks.mixture_order.penalized_n_components`).  BIC is exact on a few well-sampled users
     where AIC overcounts; on many users with a few dozen uploads in many dimensions BIC collapses (200
     x 30 in 32-d: 1) and held-out likelihood undercounts (about 25) while AIC lands near 150.  The
     range spans the chosen ``k`` and every ``k`` whose held-out log-likelihood is within two paired
     standard errors of the best; ``by``: each criterion's choice.
     """
-    from attacks.mixture_em import estimate_n_components, penalized_n_components
+    from attacks.mixture_order import estimate_n_components, penalized_n_components
 
     rng = check_random_state(random_state)
     k_max = max(2, x.shape[0] // 10)
