@@ -26,12 +26,13 @@ learned from the pool by empirical Bayes, without labels:
   ``-sum_d lambda_d (q_d - r_d)^2 / 4`` is, up to terms in ``q`` and ``r`` alone, the log likelihood
   ratio same-user / different-user (the diagonal two-covariance model, Ioffe 2006 "Probabilistic
   linear discriminant analysis"), so Euclidean distance on ``x * sqrt(lambda)`` ranks pairs by
-  summed evidence and an uninformative dimension weighs exactly 0.  Nearest-neighbour linkage uses
-  these features under ``features="both"``.
+  summed evidence and an uninformative dimension weighs exactly 0.  Nearest-neighbour linkage
+  under ``features="both"`` keeps each modality's own geometry and weighs each modality as one
+  isotropic block (:func:`modality_weights`, :func:`evidence_features`).
 * The number of components under ``features="both"`` with the user count unknown
-  (:func:`choose_k`): the candidates found on each modality alone, compared by the joint model's
-  BIC with the effective number of shrunk mean parameters (``sum n_c / (n_c + tau_d)``, the
-  degrees of freedom of a ridge-type estimate).
+  (:func:`choose_k`): the embeddings' own estimate when the joint model finds user evidence in
+  them, else the text's (BIC counts the effective number of shrunk mean parameters,
+  ``sum n_c / (n_c + tau_d)``, the degrees of freedom of a ridge-type estimate).
 
 The adversary uses no oracle anywhere: shrinkage, weights, starts and ``k`` come from the pool.
 """
@@ -172,29 +173,36 @@ class JointMixture:
 
     def _choose(self, x, fits, primary) -> int:
         """The fit with the highest held-out likelihood of the ``primary`` block (:meth:`_heldout_ll`)
-        when Vuong's (1989) paired test on its per-row log-likelihoods is decisive (``|z| > 1.96``) against every other fit, else the
-        highest joint likelihood.  Embedding clusters are user clusters by the system's design (each
-        upload is a draw from its user's distribution), while text also clusters by topic and
-        template: on the persona corpus the text-started fit has the higher joint likelihood and the
-        lower attribution accuracy."""
+        when Vuong's (1989) paired test on its per-row log-likelihoods, Schwarz-corrected for the
+        block's effective parameters, is decisive (``z > 1.96``) against every other fit and against
+        one component, else the highest joint likelihood.  Embedding clusters are user clusters by
+        the system's design (each upload is a draw from its user's distribution), while text also
+        clusters by topic and template: on the persona corpus the text-started fit has the higher
+        joint likelihood and the lower attribution accuracy.  Sets ``primary_evidence_``: whether the
+        kept fit's ``primary`` block decisively beats one component (the block carries user evidence)."""
         by_ll = int(np.argmax([f[0] for f in fits]))
-        if primary is None or len(fits) == 1 or not np.any(primary):
+        self.primary_evidence_ = False
+        if primary is None or not np.any(primary):
             return by_ll
         cols = np.asarray(primary, dtype=bool)
         n = x.shape[0]
         rows = [self._heldout_ll(x, f[1], cols) for f in fits]
         dof = [self._block_dof(f[1], cols, n) for f in fits]
-        top = int(np.argmax([r.sum() - p * math.log(n) / 2 for r, p in zip(rows, dof)]))
         one = (np.ones(1), x.mean(0, keepdims=True), np.maximum(x.var(0), self._floor), np.zeros(x.shape[1]))
         rows.append(self._heldout_ll(x, one, cols))  # no user evidence at all in the block
         dof.append(0.0)
-        for j, r in enumerate(rows):
-            if j != top:
-                diff = rows[top] - r
-                gain = diff.sum() - (dof[top] - dof[j]) * math.log(n) / 2  # Schwarz-corrected (Vuong 1989)
-                if not gain > 1.96 * max(diff.std() * math.sqrt(n), 1e-12):
-                    return by_ll
-        return top
+
+        def beats(a: int, b: int) -> bool:
+            diff = rows[a] - rows[b]
+            gain = diff.sum() - (dof[a] - dof[b]) * math.log(n) / 2  # Schwarz-corrected (Vuong 1989)
+            return bool(gain > 1.96 * max(diff.std() * math.sqrt(n), 1e-12))
+
+        top = int(np.argmax([r.sum() - p * math.log(n) / 2 for r, p in zip(rows[:-1], dof[:-1])]))
+        if all(beats(top, j) for j in range(len(rows)) if j != top):
+            self.primary_evidence_ = True
+            return top
+        self.primary_evidence_ = beats(by_ll, len(rows) - 1)
+        return by_ll
 
     @staticmethod
     def _block_dof(params, cols, n) -> float:
@@ -257,20 +265,59 @@ def fit_joint(pool, k: int, random_state=0) -> tuple[JointMixture, np.ndarray]:
 
 
 def choose_k(pool, candidates, random_state=0) -> tuple[int, dict[int, float]]:
-    """The candidate user count with the lowest BIC of the joint evidence mixture (module doc)."""
+    """The user count under ``features="both"`` from the candidates ``(k_embedding, k_text)`` found on
+    each modality alone: the embeddings' count when the joint evidence mixture with that many
+    components finds user evidence in the embeddings (``primary_evidence_``), else the text's.
+    Returns ``(k, {k: BIC of the joint mixture})``."""
     rng = check_random_state(random_state)
-    bic = {}
-    for k in sorted({max(1, min(int(c), pool.n)) for c in candidates}):
-        bic[k] = fit_joint(pool, k, random_state=seed_int(rng, 31))[0].bic_
-    return min(bic, key=bic.get), bic
+    k_e, k_t = (max(1, min(int(c), pool.n)) for c in candidates)
+    model = fit_joint(pool, k_e, random_state=seed_int(rng, 31))[0]
+    if model.primary_evidence_ or k_t == k_e:
+        return k_e, {k_e: float(model.bic_)}
+    return k_t, {k_e: float(model.bic_)}
+
+
+def modality_weights(model: JointMixture, emb: np.ndarray) -> tuple[float, float]:
+    """``(alpha_embedding, alpha_text)``: each modality as one isotropic random-effects block in units
+    of unit mean variance per column, ``alpha = p / w - p / t = S / W`` (``W``, ``S``: the block's summed
+    within and between variances, ``p`` its width; ``w = p W / (W + S)``, ``t = p``): the weight of a
+    squared distance in the block's pair log likelihood ratio (module doc), 0 for a block without
+    evidence."""
+    out = []
+    for cols in (emb, ~emb):
+        w = float(model.variance_[cols].sum())
+        out.append(float(model.signal_[cols].sum()) / w if cols.any() and w > 0 else 0.0)
+    return out[0], out[1]
 
 
 def evidence_features(pool, k: int, random_state=0) -> np.ndarray:
-    """``x * sqrt(lambda)`` of both modalities (module doc); dimensions of weight 0 dropped (one zero
-    column when no dimension carries evidence)."""
-    model, x = fit_joint(pool, k, random_state)
-    lam = model.evidence_weights()
-    keep = lam > 0
-    if not keep.any():
-        return np.zeros((x.shape[0], 1))
-    return x[:, keep] * np.sqrt(lam[keep])
+    """Both modalities in their own geometry (the raw embeddings, the text's LSA features), each
+    rescaled to unit mean variance per column and weighted by ``sqrt(alpha)`` of
+    :func:`modality_weights`: squared Euclidean distance is ``alpha_e d_e^2 + alpha_t d_t^2``, the
+    sum of the two blocks' evidence, and reduces to one modality's own distance when the other
+    carries none.  One zero column when neither does."""
+    from attacks.features import text_features
+
+    rng = check_random_state(random_state)
+    model, x = fit_joint(pool, k, random_state=seed_int(rng, 31))
+    emb = np.r_[np.ones(pool.embedding.shape[1], bool), np.zeros(x.shape[1] - pool.embedding.shape[1], bool)]
+    a_e, a_t = modality_weights(model, emb)
+    blocks = []
+    for alpha, raw in ((a_e, np.asarray(pool.embedding, dtype=np.float64)),
+                       (a_t, text_features(pool.text, random_state=seed_int(rng, 31)))):
+        if alpha > 0:
+            raw = raw - raw.mean(0)
+            blocks.append(raw * math.sqrt(alpha / max(float(raw.var(0).mean()), 1e-300)))
+    return np.hstack(blocks) if blocks else np.zeros((pool.n, 1))
+
+
+def estimate_k(pool, random_state=0, max_n: int = 5000) -> int:
+    """The adversary's user count under ``features="both"`` without an oracle: each modality's BIC
+    choice (:func:`attacks.clustering.select_n_clusters`), then :func:`choose_k` between them."""
+    from attacks.clustering import select_n_clusters
+
+    rng = check_random_state(random_state)
+    k_max = max(2, min(pool.n // 10, 100))
+    blocks = modality_blocks(pool, random_state=seed_int(rng, 31))
+    cands = [select_n_clusters(b, k_max=k_max, max_n=max_n, random_state=rng)[0] for b in blocks]
+    return choose_k(pool, cands, random_state=rng)[0]
