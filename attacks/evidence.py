@@ -28,7 +28,7 @@ learned from the pool by empirical Bayes, without labels:
   linear discriminant analysis"), so Euclidean distance on ``x * sqrt(lambda)`` ranks pairs by
   summed evidence and an uninformative dimension weighs exactly 0.  Nearest-neighbour linkage
   under ``features="both"`` keeps each modality's own geometry and weighs each modality as one
-  isotropic block (:func:`modality_weights`, :func:`evidence_features`).
+  isotropic block (:func:`modality_weights`, :func:`combine_distances`).
 * The number of components under ``features="both"`` with the user count unknown
   (:func:`choose_k`): the embeddings' own estimate when the joint model finds user evidence in
   them, else the text's (BIC counts the effective number of shrunk mean parameters,
@@ -229,6 +229,35 @@ class JointMixture:
         return 1.0 / self.variance_ - 1.0 / (self.variance_ + self.signal_)
 
 
+def anchored_log_resp(anchor_logp: np.ndarray, other: np.ndarray, max_iter: int = 100, tol: float = 1e-6) -> np.ndarray:
+    """``log P(c | x)`` when one modality keeps its own fitted mixture and the other adds evidence.
+
+    ``anchor_logp (n, k)``: ``log pi_c + log p_A(a | c)`` of the anchor modality's mixture (fixed:
+    components, weights and covariance structure as that modality's attack fitted them); the other
+    modality ``other (n, d)`` gets a tied-diagonal Gaussian per component with the empirical-Bayes
+    mean shrinkage of :class:`JointMixture`, fitted by EM with the posteriors
+    ``P(c | x) ~ pi_c p_A(a | c) p_B(b | c)``.  Where ``other`` carries no evidence its means shrink to
+    the grand mean and the posteriors are exactly the anchor's.
+    """
+    jm = JointMixture(max_iter=max_iter, tol=tol)
+    other = np.asarray(other, dtype=np.float64)
+    jm._floor = 1e-6 * max(float(other.var(0).mean()), 1e-12)
+    lp0 = np.asarray(anchor_logp, dtype=np.float64)
+    lr = lp0 - logsumexp(lp0, axis=1, keepdims=True)
+    prev = -np.inf
+    for _ in range(int(max_iter)):
+        r = np.exp(lr)
+        _, mu, var, _, _ = jm._m_step(other, r.sum(0), r.T @ other, r.T @ (other * other))
+        lp = lp0 + jm._logp(other, np.ones(mu.shape[0]), mu, var)
+        lse = logsumexp(lp, axis=1, keepdims=True)
+        lr = lp - lse
+        ll = float(lse.sum())
+        if ll - prev <= tol * abs(ll):
+            break
+        prev = ll
+    return lr
+
+
 def joint_matrix(pool, random_state=0) -> tuple[np.ndarray, np.ndarray]:
     """The two blocks side by side (:func:`modality_blocks`), what :class:`JointMixture` is fitted to,
     and the boolean mask of the embedding columns."""
@@ -277,38 +306,40 @@ def choose_k(pool, candidates, random_state=0) -> tuple[int, dict[int, float]]:
     return k_t, {k_e: float(model.bic_)}
 
 
-def modality_weights(model: JointMixture, emb: np.ndarray) -> tuple[float, float]:
+def modality_weights(model: JointMixture, x: np.ndarray, emb: np.ndarray) -> tuple[float, float]:
     """``(alpha_embedding, alpha_text)``: each modality as one isotropic random-effects block in units
     of unit mean variance per column, ``alpha = p / w - p / t = S / W`` (``W``, ``S``: the block's summed
     within and between variances, ``p`` its width; ``w = p W / (W + S)``, ``t = p``): the weight of a
-    squared distance in the block's pair log likelihood ratio (module doc), 0 for a block without
-    evidence."""
+    squared distance in the block's pair log likelihood ratio (module doc); 0 for a block whose
+    between-component variance does not exceed sampling noise."""
     out = []
     for cols in (emb, ~emb):
         w = float(model.variance_[cols].sum())
-        out.append(float(model.signal_[cols].sum()) / w if cols.any() and w > 0 else 0.0)
+        ok = cols.any() and w > 0
+        out.append(float(model.signal_[cols].sum()) / w if ok else 0.0)
     return out[0], out[1]
 
 
-def evidence_features(pool, k: int, random_state=0) -> np.ndarray:
-    """Both modalities in their own geometry (the raw embeddings, the text's LSA features), each
-    rescaled to unit mean variance per column and weighted by ``sqrt(alpha)`` of
-    :func:`modality_weights`: squared Euclidean distance is ``alpha_e d_e^2 + alpha_t d_t^2``, the
-    sum of the two blocks' evidence, and reduces to one modality's own distance when the other
-    carries none.  One zero column when neither does."""
-    from attacks.features import text_features
-
-    rng = check_random_state(random_state)
-    model, x = fit_joint(pool, k, random_state=seed_int(rng, 31))
+def combine_distances(pool, k: int, blocks, random_state=0) -> list[np.ndarray]:
+    """Nearest-neighbour features on both modalities: ``blocks`` (each modality's rows in its own
+    geometry, as that modality's attack sees them: e.g. the raw embeddings and the text's LSA
+    features, or reference/query splits of them, as ``(emb_parts, text_parts)``) are centred, scaled
+    to unit mean variance per column and weighted by ``sqrt(alpha)`` of :func:`modality_weights`, so
+    that squared Euclidean distance is ``alpha_e d_e^2 + alpha_t d_t^2``, the sum of the two
+    modalities' evidence, and is one modality's own distance (times a constant) when the other
+    carries none.  Returns one matrix per part; one zero column when neither modality has evidence."""
+    model, x = fit_joint(pool, k, random_state)
     emb = np.r_[np.ones(pool.embedding.shape[1], bool), np.zeros(x.shape[1] - pool.embedding.shape[1], bool)]
-    a_e, a_t = modality_weights(model, emb)
-    blocks = []
-    for alpha, raw in ((a_e, np.asarray(pool.embedding, dtype=np.float64)),
-                       (a_t, text_features(pool.text, random_state=seed_int(rng, 31)))):
-        if alpha > 0:
-            raw = raw - raw.mean(0)
-            blocks.append(raw * math.sqrt(alpha / max(float(raw.var(0).mean()), 1e-300)))
-    return np.hstack(blocks) if blocks else np.zeros((pool.n, 1))
+    alphas = modality_weights(model, x, emb)
+    out = None
+    for alpha, parts in zip(alphas, blocks):
+        if alpha <= 0:
+            continue
+        allrows = np.vstack(parts)
+        mean, scale = allrows.mean(0), math.sqrt(alpha / max(float(allrows.var(0).mean()), 1e-300))
+        scaled = [(p - mean) * scale for p in parts]
+        out = scaled if out is None else [np.hstack([a, b]) for a, b in zip(out, scaled)]
+    return out if out is not None else [np.zeros((len(p), 1)) for p in blocks[0]]
 
 
 def estimate_k(pool, random_state=0, max_n: int = 5000) -> int:

@@ -169,13 +169,18 @@ class NearestNeighbourLinkage(_Linkage):
         return self
 
     def _evidence_split(self, pool, rng):
-        """Reference and query rows of :func:`attacks.evidence.evidence_features` (``n_clusters``
-        components, or the user count :func:`attacks.evidence.choose_k` picks when None)."""
-        from attacks.evidence import estimate_k, evidence_features
+        """Reference and query rows on both modalities (:func:`attacks.evidence.combine_distances`): each
+        modality's features exactly as this attack uses them alone, weighted by their evidence under
+        the joint mixture with ``n_clusters`` components (None: :func:`attacks.evidence.estimate_k`)."""
+        from attacks.evidence import combine_distances, estimate_k
 
+        parts = []
+        for f in ("embedding", "text"):
+            single = type(self)(**{**self.get_params(), "features": f})
+            parts.append(single._prepare(pool)[1:])  # same random_state: the same split
         k = int(self.n_clusters) if self.n_clusters is not None else estimate_k(pool, random_state=seed_int(rng, bits=31))
-        x = evidence_features(pool, max(1, min(k, pool.n)), random_state=seed_int(rng, bits=31))
-        return x[self.reference_rows_], x[self.query_rows_]
+        xr, xq = combine_distances(pool, max(1, min(k, pool.n)), parts, random_state=seed_int(rng, bits=31))
+        return xr, xq
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
         """Minus the distance (euclidean) or the cosine similarity of query ``qi`` and reference ``ri``."""
@@ -232,9 +237,11 @@ class LikelihoodRatioLinkage(_Linkage):
         return self
 
     def _fit_both(self, pool) -> "LikelihoodRatioLinkage":
-        """Embeddings and text as evidence (:mod:`attacks.evidence`): the mixtures fitted to each modality
-        alone start the joint evidence mixture, whose posteriors give the pair scores."""
-        from attacks.evidence import joint_matrix, JointMixture
+        """Embeddings and text as evidence (:mod:`attacks.evidence`): the mixture fitted to the embeddings
+        alone keeps its components when the joint evidence mixture finds user evidence in them (else
+        the text's mixture does), and the other modality adds its evidence to the posteriors
+        (:func:`attacks.evidence.anchored_log_resp`), which give the pair scores."""
+        from attacks.evidence import JointMixture, anchored_log_resp, joint_matrix
 
         singles = [type(self)(**{**self.get_params(), "features": f}).fit(pool) for f in ("embedding", "text")]
         rng = check_random_state(self.random_state)
@@ -242,11 +249,18 @@ class LikelihoodRatioLinkage(_Linkage):
         self.n_fitted_ = pool.n
         rows = np.r_[self.reference_rows_, self.query_rows_]
         x, emb = joint_matrix(pool, random_state=seed_int(rng, bits=31))
+        x = x[rows]
         starts = [np.exp(np.vstack([s.reference_log_resp_, s.query_log_resp_]).astype(np.float64)) for s in singles]
-        self.model_ = JointMixture().fit(x[rows], starts, primary=emb)
-        self.n_clusters_ = self.model_.n_components_
-        self.reference_log_resp_ = self.model_.log_resp(x[self.reference_rows_]).astype(np.float32)
-        self.query_log_resp_ = self.model_.log_resp(x[self.query_rows_]).astype(np.float32)
+        joint = JointMixture().fit(x, starts, primary=emb)
+        # the anchor: the embeddings' own mixture when they carry user evidence, else the text's
+        anchor, cols = (singles[0], emb) if joint.primary_evidence_ else (singles[1], ~emb)
+        _, xr_a, xq_a = anchor._prepare(pool)  # the anchor's own features (same split)
+        xa = np.vstack([xr_a, xq_a])
+        lr = anchored_log_resp(anchor.model_._estimate_weighted_log_prob(xa), x[:, ~cols])
+        self.anchor_ = "embedding" if cols is emb else "text"
+        self.model_, self.n_clusters_ = joint, anchor.n_clusters_
+        n_ref = self.reference_rows_.size
+        self.reference_log_resp_, self.query_log_resp_ = lr[:n_ref].astype(np.float32), lr[n_ref:].astype(np.float32)
         self.topk_ = self._topk(rng)
         return self
 
