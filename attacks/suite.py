@@ -25,11 +25,16 @@ Attack groups (``attacks=``):
 
 With ``features="both"`` and a pool carrying text, clustering and linkage also run on text alone
 and on embeddings alone, and :func:`attacks.text.marginal_leakage` reports what the embeddings add.
+Under ``"both"`` the attacks add the two modalities' evidence (:mod:`attacks.evidence`) and the user
+count is the embedding or the text estimate, whichever the joint evidence model prefers
+(:func:`attacks.evidence.choose_k`); each feature set draws its seeds from its own stream
+(:meth:`SuiteContext.seed`), so the embedding-only rows are those of ``features="embedding"``.
 Identifier columns found in the uploads file are reported first among the findings, loudly.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -140,15 +145,39 @@ class SuiteContext:
     traits: Any = None
     estimates: dict = field(default_factory=dict)
     heldout: dict = field(default_factory=dict)
+    current: str | None = None
+    streams: dict = field(default_factory=dict)
 
     n_users_method: str = N_USERS_METHOD
 
+    def __post_init__(self) -> None:
+        self._fresh = copy.deepcopy(self.rng)  # every feature set's stream starts here
+
     def seed(self) -> int:
-        return seed_int(self.rng, bits=31)
+        """A seed from the random stream of the feature set being attacked (``current``, else
+        ``features``): one stream per feature set, each starting where ``rng`` started, so that the
+        embedding-only (text-only) rows of a ``features="both"`` run are exactly those of a
+        ``features="embedding"`` (``"text"``) run."""
+        key = self.current or self.features
+        if key not in self.streams:
+            self.streams[key] = self.rng if not self.streams else copy.deepcopy(self._fresh)
+        return seed_int(self.streams[key], bits=31)
 
     def n_users(self, features: str) -> int:
+        before, self.current = self.current, features
+        try:
+            return self._n_users(features)
+        finally:
+            self.current = before
+
+    def _n_users(self, features: str) -> int:
         """The adversary's user count (:meth:`n_users_heldout`: BIC, or AIC where held-out likelihood finds
         more users than BIC; computed once per feature set)."""
+        if features == "both" and features not in self.estimates:
+            from attacks.evidence import choose_k  # the joint evidence model picks one modality's count
+
+            cands = (self.n_users("embedding"), self.n_users("text"))
+            self.estimates[features] = choose_k(self.pool, cands, random_state=self.seed())
         if features not in self.estimates:
             k, (lo, hi) = self.n_users_heldout(features)
             self.estimates[features] = (k, {})
@@ -261,6 +290,7 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     with heartbeat(bar, heartbeat_s):
         for spec, feats, is_primary in bar:
             bar.set_postfix_str(f"{spec.name}[{feats}]")
+            ctx.current = feats
             fitted: set[int] = set()
             for attack, opts in spec.cls.for_suite(ctx, spec, feats):
                 if id(attack) not in fitted:
@@ -280,6 +310,7 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     if "n_users_estimated" not in summary and ctx.estimates:
         summary["n_users_estimated"] = next(iter(ctx.estimates.values()))[0]
 
+    ctx.current = features
     if oracle is None and ({"clustering", "linkage"} & set(groups)) and pool.n >= 8:
         summary["oracle_free_risk"] = _oracle_free(ctx, features)
 
