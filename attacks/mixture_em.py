@@ -166,6 +166,19 @@ class DiagonalMixture:
             mu[keep] = (s1[keep] / cnt[keep, None]).float()
         return w, mu, var
 
+    def _em(self, x, w, mu, var, max_iter, rng):
+        """EM iterations from ``(w, mu, var)`` until the log-likelihood changes by at most ``tol * n``:
+        ``(log-likelihood, w, mu, var, iterations)``."""
+        prev, it = -np.inf, 0
+        for it in range(int(max_iter)):
+            ll, st = self._pass(x, w, mu, var)
+            w, mu, var = self._m_step(x, st, rng)
+            if abs(ll - prev) <= self.tol * x.shape[0]:
+                break
+            prev = ll
+        ll, _ = self._pass(x, w, mu, var, stats=False)
+        return ll, w, mu, var, it + 1
+
     def _from_labels(self, x, labels):
         lab = torch.as_tensor(np.asarray(labels, dtype=np.int64))
         k, d = int(self.n_components), x.shape[1]
@@ -205,16 +218,9 @@ class DiagonalMixture:
         with torch.no_grad(), small_problem_threads(n):
             for _ in range(1 if init_labels is not None else max(1, int(self.n_init))):
                 w, mu, var = self._init(x, rng) if init_labels is None else self._from_labels(x, init_labels)
-                prev = -np.inf
-                for it in range(int(self.max_iter)):
-                    ll, st = self._pass(x, w, mu, var)
-                    w, mu, var = self._m_step(x, st, rng)
-                    if abs(ll - prev) <= self.tol * n:
-                        break
-                    prev = ll
-                ll, _ = self._pass(x, w, mu, var, stats=False)
+                ll, w, mu, var, n_iter = self._em(x, w, mu, var, self.max_iter, rng)
                 if best is None or ll > best[0]:
-                    best = (ll, w, mu, var, it + 1)
+                    best = (ll, w, mu, var, n_iter)
         ll, w, mu, var, n_iter = best
         self.n_moves_accepted_ = 0
         if self.n_moves and k >= 3:

@@ -16,6 +16,20 @@ import numpy as np
 from attacks.mixture_em import VARIANTS, DiagonalMixture
 from idfree_core.seeding import check_random_state, seed_int
 
+ORDER_VARIANTS = ("gaussian-diag", "student_t4-diag")  # fitted per k by both criteria; the better one is kept
+
+
+def _grid(k_max: int) -> list[int]:
+    """1 and a 14-point geometric grid up to ``k_max`` (integers, deduplicated)."""
+    return sorted({1, *[int(round(v)) for v in np.geomspace(2, max(2, k_max), num=14)]} & set(range(1, k_max + 1)))
+
+
+def _refinement(grid: list[int], best: int) -> list[int]:
+    """Seven points between the grid neighbours of ``best``."""
+    lower = max([k for k in grid if k < best], default=best)
+    upper = min([k for k in grid if k > best], default=best)
+    return [int(k) for k in np.unique(np.linspace(lower, upper, 7).round().astype(int))]
+
 
 def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 20000, holdout: float = 0.25,
                           random_state=0, rule: str = "best") -> tuple[int, tuple[int, int], dict[int, float]]:
@@ -47,22 +61,19 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     def evaluate(k: int) -> float:
         if k not in rows:
             best = None
-            for opts in (VARIANTS["gaussian-diag"], VARIANTS["student_t4-diag"]):
-                m = DiagonalMixture(k, n_init=1, max_iter=60, random_state=seed_int(rng, 31), **opts).fit(train)
+            for v in ORDER_VARIANTS:
+                m = DiagonalMixture(k, n_init=1, max_iter=60, random_state=seed_int(rng, 31), **VARIANTS[v]).fit(train)
                 r = m.row_log_likelihood(val)
                 if best is None or r.sum() > best.sum():
                     best = r
             rows[k] = best
         return float(rows[k].sum())
 
-    grid = sorted({1, *[int(round(v)) for v in np.geomspace(2, max(2, k_max), num=14)]} & set(range(1, k_max + 1)))
+    grid = _grid(k_max)
     for k in grid:
         evaluate(k)
-    best = max(rows, key=lambda j: rows[j].sum())
-    lower = max([k for k in grid if k < best], default=best)
-    upper = min([k for k in grid if k > best], default=best)
-    for k in np.unique(np.linspace(lower, upper, 7).round().astype(int)):
-        evaluate(int(k))
+    for k in _refinement(grid, max(rows, key=lambda j: rows[j].sum())):
+        evaluate(k)
     best = max(rows, key=lambda j: rows[j].sum())
     close = [k for k, r in rows.items()
              if (rows[best] - r).sum() <= 2.0 * np.std(rows[best] - r) * np.sqrt(n_val)]
@@ -99,23 +110,20 @@ def penalized_n_components(x: np.ndarray, k_max: int | None = None, max_n: int =
         if k not in ll:
             starts = 2 if n * k * d <= 5e7 else 1  # a second start where cheap: one bad optimum shifts the minimum
             ll[k] = max(DiagonalMixture(k, n_init=starts, max_iter=60, random_state=seed_int(rng, 31), **VARIANTS[v])
-                        .fit(x).log_likelihood_ for v in ("gaussian-diag", "student_t4-diag"))
+                        .fit(x).log_likelihood_ for v in ORDER_VARIANTS)
 
     penalty = {"aic": 2.0, "bic": math.log(n)}
 
     def scores(name):
         return {k: -2.0 * v + penalty[name] * ((k - 1) + 2 * k * d) for k, v in sorted(ll.items())}
 
-    grid = sorted({1, *[int(round(v)) for v in np.geomspace(2, max(2, k_max), num=14)]} & set(range(1, k_max + 1)))
+    grid = _grid(k_max)
     for k in grid:
         evaluate(k)
     for name in penalty:
         sc = scores(name)
-        best = min(sc, key=sc.get)
-        lower = max([k for k in grid if k < best], default=best)
-        upper = min([k for k in grid if k > best], default=best)
-        for k in np.unique(np.linspace(lower, upper, 7).round().astype(int)):
-            evaluate(int(k))
+        for k in _refinement(grid, min(sc, key=sc.get)):
+            evaluate(k)
     out = {}
     for name in penalty:
         sc = scores(name)

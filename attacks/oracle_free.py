@@ -4,8 +4,9 @@ Without an oracle no attack can be scored, but the adversary's own fitted model 
 it attributes and links (:func:`oracle_free_risk`):
 
 * **Number of users**: BIC, or AIC where held-out likelihood finds more components than BIC, over
-  MAP-EM mixtures (:func:`estimate_users`), with a range that also holds every ``k`` whose held-out log-likelihood (cross-validated likelihood, Smyth 2000) is within
-  two paired standard errors of the best.
+  MAP-EM mixtures (:func:`estimate_users`), with a range that also holds every ``k`` whose held-out
+  log-likelihood (cross-validated likelihood, Smyth 2000) is within two paired standard errors of
+  the best.
 * **Attribution**: the fitted mixture's expected accuracy of its own MAP rule,
   ``A = mean_i max_c P(c | x_i)`` (exact if the model were the truth), with a seeded percentile
   bootstrap over uploads.  Chance is the largest mixture weight ``max_c pi_c`` (the best rule that
@@ -133,8 +134,8 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
 
     ``k`` is BIC's choice unless held-out likelihood says it underfits, i.e. the held-out choice (by
     the one-standard-error rule, :func:`attacks.mixture_order.estimate_n_components`) has more
-    components; then AIC's choice (:func:`attacks.mixture_order.penalized_n_components`).  BIC is exact on a few well-sampled users
-    where AIC overcounts; on many users with a few dozen uploads in many dimensions BIC collapses (200
+    components; then AIC's choice (:func:`attacks.mixture_order.penalized_n_components`).  BIC is
+    exact on a few well-sampled users where AIC overcounts; on many users with a few dozen uploads in many dimensions BIC collapses (200
     x 30 in 32-d: 1) and held-out likelihood undercounts (about 25) while AIC lands near 150.  The
     range spans the chosen ``k`` and every ``k`` whose held-out log-likelihood is within two paired
     standard errors of the best; ``by``: each criterion's choice.

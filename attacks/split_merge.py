@@ -29,18 +29,6 @@ import torch
 TOP = 6  # a move draws its pair and its split among this many best candidates
 
 
-def _run_em(model, x, w, mu, var, max_iter, rng):
-    prev = -np.inf
-    for _ in range(int(max_iter)):
-        ll, st = model._pass(x, w, mu, var)
-        w, mu, var = model._m_step(x, st, rng)
-        if abs(ll - prev) <= model.tol * x.shape[0]:
-            break
-        prev = ll
-    ll, _ = model._pass(x, w, mu, var, stats=False)
-    return ll, w, mu, var
-
-
 def _proposal(model, xs, w, mu, var, rng):
     """One merge pair ``(i, j)`` and split ``s`` and the proposed ``(w, mu, var)``, or ``None``."""
     k = mu.shape[0]
@@ -91,7 +79,7 @@ def split_merge(model, x: torch.Tensor, w, mu, var, ll: float, n_moves: int, rng
     accepted = 0
     for _ in range(int(n_moves)):
         w2, mu2, var2 = _proposal(model, xs, w, mu, var, rng)
-        ll2, w2, mu2, var2 = _run_em(model, x, w2, mu2, var2, max_iter, rng)
+        ll2, w2, mu2, var2, _ = model._em(x, w2, mu2, var2, max_iter, rng)
         if ll2 > ll + 1e-7 * abs(ll):
             ll, w, mu, var = ll2, w2, mu2, var2
             accepted += 1

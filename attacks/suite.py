@@ -104,26 +104,6 @@ def identifier_finding(columns) -> str:
             "(The attacks below ignore them.)")
 
 
-def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None, max_n: int = 5000,
-                     random_state=0) -> tuple[int, dict[int, float]]:
-    """The adversary's estimate of the number of users: BIC over diagonal (d <= 16) or spherical GMMs.
-
-    ``k_max`` defaults to ``min(n / 10, 100)``: a user with fewer than about 10 uploads cannot be
-    told apart as a mixture component anyway, and capping the grid keeps the search fast.
-    """
-    from attacks.clustering import select_n_clusters
-    from attacks.features import build_features, gaussianize
-
-    rng = check_random_state(random_state)
-    x = build_features(pool, features, random_state=seed_int(rng, bits=31))
-    if features == "embedding":
-        x = gaussianize(x)
-    if pool.n < 4:
-        return 1, {}
-    k_max = int(k_max) if k_max is not None else max(2, min(pool.n // 10, 100))
-    return select_n_clusters(x, k_max=k_max, max_n=max_n, random_state=rng)
-
-
 @dataclass
 class SuiteContext:
     """What ``run_attacks`` knows while building attacks (:meth:`attacks.base.Attack.for_suite`).

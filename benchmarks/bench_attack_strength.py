@@ -53,7 +53,7 @@ def from_truth(sp, transform, family) -> float:
     if spec is not None and spec.mle is not None and not spec.location_scale_normal:
         loc, scale = transform if transform is not None else (None, None)
         data = est.to_family_space(spec, sp.pool.embedding, loc, scale)
-        labels = refit_from_labels(spec, data, truth, k).log_prob(data).argmax(1)
+        labels = refit_from_labels(spec, data, truth, k).log_prob_components(data).argmax(1)
     table = np.zeros((k, int(labels.max()) + 1))
     np.add.at(table, (truth, labels), 1)
     return matched_correct(table) / truth.size

@@ -51,16 +51,15 @@ def refit_from_labels(spec, data: np.ndarray, labels: np.ndarray, k: int, max_it
 
     The family-exact refinement of a clustering found in another feature space (:mod:`attacks.em`):
     Beta by its sufficient-statistic :class:`.betamix.BetaMixture`, any other family with a weighted
-    MLE by :class:`FamilyMixture`.  ``log_likelihood_`` is the mean per row, as in those classes.
+    MLE by :class:`FamilyMixture`.  ``log_likelihood_`` is the mean per row, as in those classes, and
+    ``log_prob_components(x)`` gives the ``(n, K)`` log ``w_j f_j(x)``.
     """
     resp = np.zeros((data.shape[0], int(k)))
     resp[np.arange(data.shape[0]), np.asarray(labels, dtype=np.int64)] = 1.0
     refit = REFIT_BACKENDS.get(spec.name)
     if refit is not None:
         return refit(spec, data, resp, max_iter, tol)
-    model = FamilyMixture(spec, int(k), n_init=1, max_iter=max_iter, tol=tol).fit(data, init_resp=resp)
-    model.log_prob = lambda x: model._component_log_density(np.asarray(x, dtype=np.float64), model.params_) + np.log(model.weights_)
-    return model
+    return FamilyMixture(spec, int(k), n_init=1, max_iter=max_iter, tol=tol).fit(data, init_resp=resp)
 
 
 def to_real_line(spec, x: np.ndarray) -> np.ndarray:
@@ -161,10 +160,13 @@ class FamilyMixture:
         self.log_likelihood_, self.params_, self.weights_, self.n_iter_, self.converged_ = best
         return self
 
+    def log_prob_components(self, x: np.ndarray) -> np.ndarray:
+        """``(n, K)`` matrix of ``log w_j + log f_j(x_n)``."""
+        return self._component_log_density(np.asarray(x, dtype=np.float64), self.params_) + np.log(self.weights_)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """MAP component of each sample."""
-        logp = self._component_log_density(np.asarray(x, dtype=np.float64), self.params_) + np.log(self.weights_)
-        return np.argmax(logp, axis=1)
+        return np.argmax(self.log_prob_components(x), axis=1)
 
 
 def _fit_generic(spec, data, k, n_init, max_iter, rng):
@@ -196,7 +198,6 @@ def _refit_beta(spec, data, resp, max_iter, tol):
 
     model = BetaMixture(resp.shape[1], n_init=1, max_iter=max_iter, tol=tol).fit(data, init_resp=resp)
     model.params_ = dict(zip(spec.param_names, (model.alpha_, model.beta_)))
-    model.log_prob = model.log_prob_components
     return model
 
 
