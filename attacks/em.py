@@ -12,20 +12,20 @@ to its maximum-posterior component, the plug-in version of the Bayes classifier
   shrunk towards the grand mean (empirical-Bayes prior), and the variances towards the pooled
   within-user variance (:mod:`attacks.mixture_em`, Fraley & Raftery 2007);
 * unequal user sizes (free mixture weights), anisotropic users (diagonal variances, free or tied),
-  heavy tails (Student-t components, Peel & McLachlan 2000): the variant is chosen by held-out likelihood at the
-  given number of components (:func:`attacks.mixture_em.select_variant`);
+  heavy tails (Student-t components, Peel & McLachlan 2000): the variant is chosen by held-out
+  likelihood at the given number of components (:func:`attacks.mixture_em.select_variant`);
 * ``n_init`` k-means++ restarts, the highest likelihood kept, then split-and-merge moves
   (:mod:`attacks.split_merge`, Ueda et al. 2000) that move components from a user cut in two to
   two users sharing one (``n_moves``; "auto": ``min(100, 10 + 2 k)`` while ``n k d <= 3e8``);
 * the exact family likelihood: with ``family`` given (a non-normal family with a weighted MLE, e.g.
-  Beta), the partition is refined by EM for a mixture of that family in its own space
+  Beta), the partition is refined by EM for a mixture of the family, on the family's own scale
   (:func:`attacks.inversion.familymix.refit_from_labels`), and the refined model is kept when its
   log-likelihood beats the Gaussian one's on the same data (the latter mapped back through the
   Jacobian of the logit / z-score features): a dominant Beta user is not cut into several
   Gaussian components to fit its skew.
 
-The number of components is ``n_users`` or, unknown, the AIC estimate with a held-out-likelihood
-range (:func:`attacks.oracle_free.estimate_users`).  Without an oracle the fitted model predicts its
+The number of components is ``n_users`` or, unknown, BIC's choice, or AIC's where held-out
+likelihood finds more users (:func:`attacks.oracle_free.estimate_users`, with a range).  Without an oracle the fitted model predicts its
 own attribution accuracy: ``expected_accuracy_ = mean_i max_c P(c | x_i)`` (the accuracy of the
 MAP rule if the model were true), with a bootstrap CI over uploads (``expected_accuracy_ci_``).
 """
@@ -120,6 +120,11 @@ class EMAttribution(Attack):
     def fit(self, pool) -> "EMAttribution":
         if self.variant != "auto" and self.variant not in VARIANTS:
             raise InputError(f"variant must be 'auto' or one of {sorted(VARIANTS)}, got {self.variant!r}")
+        if not (self.n_moves == "auto" or (isinstance(self.n_moves, (int, np.integer)) and not isinstance(self.n_moves, bool)
+                                           and self.n_moves >= 0)):
+            raise InputError(f"n_moves must be 'auto' or a non-negative integer, got {self.n_moves!r}")
+        if self.family is not None:
+            get_family_spec(self.family)  # InputError for an unknown family
         if self.n_users is not None and not 1 <= int(self.n_users) <= pool.n:
             raise InputError(f"n_users must be between 1 and the pool size {pool.n}, got {self.n_users}")
         rng = check_random_state(self.random_state)
@@ -175,7 +180,7 @@ class EMAttribution(Attack):
             self.family_model_ = model
             labels, post = [], []
             for s in range(0, data.shape[0], 8192):
-                lp = model.log_prob(data[s:s + 8192])
+                lp = model.log_prob_components(data[s:s + 8192])
                 labels.append(lp.argmax(1))
                 post.append(np.exp(lp.max(1) - np.logaddexp.reduce(lp, axis=1)))
             self.labels_, self.max_posterior_ = np.concatenate(labels).astype(np.int64), np.concatenate(post)

@@ -63,3 +63,14 @@ def test_the_suite_runs_em_attribution_and_reports_its_best():
                 if r.name == "clustering[auto][n_users known]" and r.metric == "attribution_accuracy")
     assert em >= auto + 0.1, (em, auto)
     assert report.best("attribution_accuracy").value >= em
+
+
+@pytest.mark.parametrize("kw,match", [({"n_moves": -1}, "n_moves"), ({"n_moves": "many"}, "n_moves"),
+                                      ({"n_moves": 2.5}, "n_moves"), ({"family": "nosuchfamily"}, "nosuchfamily")])
+def test_em_attribution_rejects_bad_parameters_in_one_line(kw, match):
+    from idfree_core.errors import InputError
+
+    sp = make_pool("overlap", 11, "small")
+    with pytest.raises(InputError, match=match) as err:
+        EMAttribution(n_users=3, **kw).fit(sp.pool)
+    assert "\n" not in str(err.value)
