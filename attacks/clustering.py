@@ -220,6 +220,8 @@ class ClusteringAttack(Attack):
             return self._fit(pool)
 
     def _fit(self, pool) -> "ClusteringAttack":
+        if self.features == "both":
+            return self._fit_both(pool)
         rng = check_random_state(self.random_state)
         x = self._features(pool, rng)
         self.bic_ = None
@@ -251,6 +253,19 @@ class ClusteringAttack(Attack):
         self.labels_ = np.asarray(labels, dtype=np.int64)
         self.n_clusters_ = int(np.unique(self.labels_[self.labels_ >= 0]).size)
         self.n_users_estimated_ = int(k) if k is not None else self.n_clusters_
+        return self
+
+    def _fit_both(self, pool) -> "ClusteringAttack":
+        """Embeddings and text as evidence (:mod:`attacks.evidence`): the same method on each modality
+        alone, its two partitions starting the joint evidence mixture; the joint fit's labels."""
+        from attacks.evidence import combine_partitions
+
+        singles = [type(self)(**{**self.get_params(), "features": f}).fit(pool) for f in ("embedding", "text")]
+        self.labels_, self.model_, _ = combine_partitions(pool, [s.labels_ for s in singles],
+                                                          random_state=seed_int(self.random_state, bits=31))
+        self.bic_ = singles[self.model_.start_].bic_
+        self.n_clusters_ = int(np.unique(self.labels_).size)
+        self.n_users_estimated_ = int(self.n_users) if self.n_users is not None else self.model_.n_components_
         return self
 
     def _agglomerative(self, x, k, rng) -> np.ndarray:

@@ -6,7 +6,10 @@
   most ``n_text_components`` dimensions (scikit-learn ``TfidfVectorizer`` + ``TruncatedSVD``).
 * ``"both"``: the two blocks side by side, each standardized (z-scores; the embedding block
   through :func:`gaussianize`) and scaled by ``1/sqrt(width)`` so each block carries equal total
-  variance whatever its width.
+  variance whatever its width.  Clustering and linkage do not use this matrix under "both": they
+  add the two modalities' evidence (:mod:`attacks.evidence`), since one distance or one mixture on
+  side-by-side blocks lets the uninformative one swamp the other (``clustering[em]`` and the
+  oracle-free summary still use it).
 
 :func:`gaussianize` is the optional transform clustering applies before fitting Gaussian models:
 a logit ``log(x / (1 - x))`` when every value lies strictly inside (0, 1) (Beta-family uploads,

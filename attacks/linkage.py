@@ -21,7 +21,7 @@ without later sessions is split at random (seeded) into two halves: references a
   certainty to one component) broken uniformly at random; cost ``O(n_q n_r K)``, memory
   ``O(block * n_r)`` plus the ``(n, K)`` float32 responsibilities.
 
-Scoring (:func:`attacks.scoring.score_linkage`) needs the oracle; :meth:`links` works without it.
+Scoring (:func:`attacks.scoring_linkage.score_linkage`) needs the oracle; :meth:`links` works without it.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class _Linkage(Attack):
 
     def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
         """``linkage_top1``, ``linkage_top5``, ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``."""
-        from attacks.scoring import score_linkage
+        from attacks.scoring_linkage import score_linkage
 
         if not hasattr(self, "topk_"):
             raise InputError(f"{type(self).__name__}.score called before fit(pool)")
@@ -128,9 +128,17 @@ class NearestNeighbourLinkage(_Linkage):
                                             list(zip(links["query_upload_id"], links["linked_upload_id"],
                                                      links["score"]))[:MAX_LINKS_IN_SUMMARY]]}
 
+    @classmethod
+    def for_suite(cls, ctx, spec, features):
+        """Under ``features="both"`` the evidence weights use the suite's user-count estimate."""
+        n_clusters = ctx.n_users(features) if features == "both" else None
+        return [(spec(features=features, n_clusters=n_clusters, random_state=ctx.seed()), {})]
+
     def __init__(self, metric: str = "euclidean", features: str = "embedding", k: int = 5, block_size: int | None = None,
-                 algorithm: str = "auto", n_pairs: int = 10000, n_permutations: int = 50, random_state=0):
+                 algorithm: str = "auto", n_clusters: int | None = None, n_pairs: int = 10000, n_permutations: int = 50,
+                 random_state=0):
         self.metric = metric
+        self.n_clusters = n_clusters
         self.algorithm = algorithm
         self.features = features
         self.k = k
@@ -145,6 +153,8 @@ class NearestNeighbourLinkage(_Linkage):
         if self.algorithm not in ("auto", "brute", "pruned"):
             raise InputError(f"algorithm must be 'auto', 'brute' or 'pruned', got {self.algorithm!r}")
         rng, xr, xq = self._prepare(pool)
+        if self.features == "both":  # distances that add the two modalities' evidence (attacks.evidence)
+            xr, xq = self._evidence_split(pool, rng)
         self._xr = np.ascontiguousarray(xr, dtype=np.float32)
         self._xq = np.ascontiguousarray(xq, dtype=np.float32)
         threads = 1 if pool.n < 20000 else None  # small problems: no thread start-up cost
@@ -160,6 +170,20 @@ class NearestNeighbourLinkage(_Linkage):
                 self.topk_, self.topk_distance_ = knn_brute(self._xq, self._xr, self.k, self.metric, threads=threads)
             self.search_ = {"algorithm": "brute"}
         return self
+
+    def _evidence_split(self, pool, rng):
+        """Reference and query rows on both modalities (:func:`attacks.evidence.combine_distances`): each
+        modality's features exactly as this attack uses them alone, weighted by their evidence under
+        the joint mixture with ``n_clusters`` components (None: :func:`attacks.evidence.estimate_k`)."""
+        from attacks.evidence import combine_distances, estimate_k
+
+        parts = []
+        for f in ("embedding", "text"):
+            single = type(self)(**{**self.get_params(), "features": f})
+            parts.append(single._prepare(pool)[1:])  # same random_state: the same split
+        k = int(self.n_clusters) if self.n_clusters is not None else estimate_k(pool, random_state=seed_int(rng, bits=31))
+        xr, xq = combine_distances(pool, max(1, min(k, pool.n)), parts, random_state=seed_int(rng, bits=31))
+        return xr, xq
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
         """Minus the distance (euclidean) or the cosine similarity of query ``qi`` and reference ``ri``."""
@@ -202,6 +226,8 @@ class LikelihoodRatioLinkage(_Linkage):
     def _fit(self, pool) -> "LikelihoodRatioLinkage":
         from attacks.clustering import fit_mixture, select_n_clusters
 
+        if self.features == "both":
+            return self._fit_both(pool)
         rng, xr, xq = self._prepare(pool)
         if self.n_clusters is not None and not 1 <= int(self.n_clusters) <= pool.n:
             raise InputError(f"n_clusters must be between 1 and the pool size {pool.n}, got {self.n_clusters}")
@@ -228,6 +254,35 @@ class LikelihoodRatioLinkage(_Linkage):
         self._sparse = tuple(a[rows] for rows in (self.query_rows_, self.reference_rows_)
                              for a in (fit.top_components, fit.top_log_posterior))
         self.topk_ = sparse_topk(*self._sparse, k, self.k, rng)
+        return self
+
+    def _fit_both(self, pool) -> "LikelihoodRatioLinkage":
+        """Embeddings and text as evidence (:mod:`attacks.evidence`): the mixture fitted to the embeddings
+        alone keeps its components when the joint evidence mixture finds user evidence in them (else
+        the text's mixture does), and the other modality adds its evidence to the posteriors
+        (:func:`attacks.evidence.anchored_log_resp`), which give the pair scores."""
+        from attacks.evidence import JointMixture, anchored_log_resp, joint_matrix
+
+        singles = [type(self)(**{**self.get_params(), "features": f}).fit(pool) for f in ("embedding", "text")]
+        rng = check_random_state(self.random_state)
+        self.reference_rows_, self.query_rows_, self.split_ = split_queries(pool, rng)  # the singles' split
+        self.n_fitted_ = pool.n
+        rows = np.r_[self.reference_rows_, self.query_rows_]
+        x, emb = joint_matrix(pool, random_state=seed_int(rng, bits=31))
+        x = x[rows]
+        starts = [np.exp(np.vstack([s.reference_log_resp_, s.query_log_resp_]).astype(np.float64)) for s in singles]
+        joint = JointMixture().fit(x, starts, primary=emb)
+        # the anchor: the embeddings' own mixture when they carry user evidence, else the text's
+        anchor, cols = (singles[0], emb) if joint.primary_evidence_ else (singles[1], ~emb)
+        _, xr_a, xq_a = anchor._prepare(pool)  # the anchor's own features (same split)
+        xa = np.vstack([xr_a, xq_a])
+        lr = anchored_log_resp(anchor.model_._estimate_weighted_log_prob(xa), x[:, ~cols])
+        self.anchor_ = "embedding" if cols is emb else "text"
+        self.model_, self.n_clusters_ = joint, anchor.n_clusters_
+        self._sparse, self.fit_details_ = None, None
+        n_ref = self.reference_rows_.size
+        self.reference_log_resp_, self.query_log_resp_ = lr[:n_ref].astype(np.float32), lr[n_ref:].astype(np.float32)
+        self.topk_ = self._topk(rng)
         return self
 
     @property

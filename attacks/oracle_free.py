@@ -3,9 +3,10 @@
 Without an oracle no attack can be scored, but the adversary's own fitted model predicts how well
 it attributes and links (:func:`oracle_free_risk`):
 
-* **Number of users**: held-out log-likelihood of MAP-EM mixtures (cross-validated likelihood,
-  Smyth 2000; :func:`attacks.mixture_em.estimate_n_components`), with the range of ``k`` whose
-  held-out total is within two paired standard errors of the best.
+* **Number of users**: BIC, or AIC where held-out likelihood finds more components than BIC, over
+  MAP-EM mixtures (:func:`estimate_users`), with a range that also holds every ``k`` whose held-out
+  log-likelihood (cross-validated likelihood, Smyth 2000) is within two paired standard errors of
+  the best.
 * **Attribution**: the fitted mixture's expected accuracy of its own MAP rule,
   ``A = mean_i max_c P(c | x_i)`` (exact if the model were the truth), with a seeded percentile
   bootstrap over uploads.  Chance is the largest mixture weight ``max_c pi_c`` (the best rule that
@@ -35,7 +36,7 @@ from idfree_core.seeding import check_random_state, seed_int
 
 DEFINITION = ("model-based (no oracle): attribution = mean max posterior of the fitted mixture vs chance max weight; "
               "linkage = expected top-1 link accuracy on the held-out query split vs a random link "
-              "(anonymeter-style risk (attack - control) / (1 - control)); user count by held-out likelihood")
+              "(anonymeter-style risk (attack - control) / (1 - control)); user count by BIC (AIC where held-out likelihood finds more users)")
 
 
 def _risk(rate: float, control: float) -> float:
@@ -103,7 +104,7 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
     x = em_features(pool, features, transform, random_state=seed_int(rng, 31))
     given = None if n_users is None else "given (the suite's estimate)"
     if n_users is None:
-        n_users, n_users_range = estimate_users(x, random_state=seed_int(rng, 31))
+        n_users, n_users_range, _ = estimate_users(x, random_state=seed_int(rng, 31))
     k_range = [int(v) for v in (n_users_range or (n_users, n_users))]
     em = EMAttribution(n_users=int(n_users), features=features, transform=transform, n_init=2,
                        random_state=seed_int(rng, 31)).fit(pool)
@@ -127,17 +128,31 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
     return out
 
 
-def estimate_users(x: np.ndarray, random_state=0, bic_out: dict | None = None) -> tuple[int, tuple[int, int]]:
-    """``(k, (k_lo, k_hi))`` by held-out likelihood, ``k <= n / 10`` (a user with fewer than about
-    10 uploads is not separable as a mixture component; the cap also bounds the cost).  Large pools
-(:func:`attacks.scale.at_scale`) use a cheaper search (:func:`attacks.scale.heldout_options`)."""
-    from attacks.mixture_em import estimate_n_components
-    from attacks.scale import at_scale, heldout_options
+def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int], dict[str, int]]:
+    """The adversary's user count ``(k, (k_lo, k_hi), by)``, ``k <= n / 10`` (a user with fewer than
+    about 10 uploads is not separable as a mixture component; the cap also bounds the cost).
 
+    ``k`` is BIC's choice unless held-out likelihood says it underfits, i.e. the held-out choice (by
+    the one-standard-error rule, :func:`attacks.mixture_order.estimate_n_components`) has more
+    components; then AIC's choice (:func:`attacks.mixture_order.penalized_n_components`).  BIC is
+    exact on a few well-sampled users where AIC overcounts; on many users with a few dozen uploads in many dimensions BIC collapses (200
+    x 30 in 32-d: 1) and held-out likelihood undercounts (about 25) while AIC lands near 150.  The
+    range spans the chosen ``k`` and every ``k`` whose held-out log-likelihood is within two paired
+    standard errors of the best; ``by``: each criterion's choice.  Large pools (:func:`attacks.scale.at_scale`
+    with ``k_max``): the same rule from one coarse held-out search (:func:`attacks.scale.estimate_users_at_scale`).
+    """
+    from attacks.mixture_order import estimate_n_components, penalized_n_components
+    from attacks.scale import at_scale, estimate_users_at_scale
+
+    rng = check_random_state(random_state)
     k_max = max(2, x.shape[0] // 10)
-    opts = heldout_options(k_max) if at_scale(x.shape[0], k_max) else {"k_max": k_max}
-    k, k_range, _ = estimate_n_components(x, random_state=random_state, bic_out=bic_out, **opts)
-    return int(k), (int(k_range[0]), int(k_range[1]))
+    if at_scale(x.shape[0], k_max):
+        return estimate_users_at_scale(x, k_max, random_state=seed_int(rng, 31))
+    k_ho, (lo, hi), _ = estimate_n_components(x, k_max=k_max, random_state=seed_int(rng, 31), rule="one_se")
+    crit = penalized_n_components(x, k_max=k_max, random_state=seed_int(rng, 31))
+    k_aic, k_bic = crit["aic"][0], crit["bic"][0]
+    k = k_bic if k_ho <= k_bic else k_aic
+    return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
 
 
 def _auto_transform(pool, features: str):
@@ -155,7 +170,7 @@ def format_oracle_free(r: dict) -> list[str]:
     a, lk = r["attribution"], r["linkage"]
     lo, hi = r["n_users_range"]
     return [f"oracle-free risk ({r['features']} features, {int(r['confidence'] * 100)}% CIs; model-based, no oracle):",
-            f"  estimated number of users: {r['n_users_estimated']} (held-out-likelihood range {lo}..{hi})",
+            f"  estimated number of users: {r['n_users_estimated']} (BIC/AIC; range {lo}..{hi} with held-out likelihood)",
             f"  attribution: expected accuracy {a['expected_accuracy']:.3f} [{a['ci'][0]:.3f}, {a['ci'][1]:.3f}] "
             f"vs chance {a['chance']:.3f}: risk {a['risk']:.3f} [{a['risk_ci'][0]:.3f}, {a['risk_ci'][1]:.3f}]",
             f"  linkage: attack rate {lk['attack_rate']:.3f} vs control {lk['control_rate']:.3f}: "

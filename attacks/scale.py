@@ -5,17 +5,19 @@ On a pool of ``n`` rows with ``k`` mixture components the attacks switch to this
 smaller pools keep their methods unchanged.  What is fitted on what:
 
 * **Mixture** (:func:`fit_scaled_mixture`): a diagonal Gaussian MAP-EM mixture
-  (:class:`attacks.mixture_em.DiagonalMixture`, chunked torch float32, ``O(rows k d)`` per
-  iteration) fitted on a uniform random subsample of :func:`fit_rows` rows (``ROWS_PER_COMPONENT``
-  per component, between ``FIT_MIN_ROWS`` and ``FIT_MAX_ROWS``), one plain k-means++ start, at most
+  (:class:`attacks.sparse_em.CandidateMixture`: :class:`attacks.mixture_em.DiagonalMixture` whose E-step
+  covers each row's ``N_CANDIDATES`` nearest means, Neal & Hinton 1998; chunked torch float32,
+  ``O(rows k d)`` per refresh, ``O(rows N_CANDIDATES d)`` per iteration) fitted on a uniform random subsample of :func:`fit_rows` rows (``ROWS_PER_COMPONENT``
+  per component, between ``FIT_MIN_ROWS`` and ``FIT_MAX_ROWS``), one plain k-means++ start (seeded on
+  ``FIT_MIN_ROWS`` of them), at most
   ``MAX_ITER`` iterations; then a single E-step over *all* rows gives each row's MAP component and
   its ``TOP_M`` most probable components with their log posteriors (posteriors under
   ``MIN_POSTERIOR`` dropped).  Cost ``O(fit_rows k d MAX_ITER + n k d)``, memory ``O(n TOP_M)``
   plus blocks.  The BIC choice of covariance type of the small-pool path is not made (diagonal).
 * **Sharing**: fits are cached per suite run (``cache``: a dict held by the
   :class:`attacks.suite.SuiteContext`), keyed by a fingerprint of the feature matrix and ``k``, so
-  the clustering attack, its "n_users known" variant (when the counts agree) and the
-  likelihood-ratio linkage use one fit.
+  the clustering attacks (``clustering[auto]``, ``clustering[em]``, their "n_users known" variants
+  with the same ``k``) and the likelihood-ratio linkage use one fit.
 * **k-means** (:func:`kmeans_labels`): :func:`attacks.kmeans.kmeans_fit` (k-means++ seeding, float32
   Lloyd via faiss) on :func:`fit_rows` rows, one start, every row assigned to its nearest centre.
 * **Linkage scores** (:func:`sparse_topk`, :func:`sparse_log_pair`): ``sum_c P(c | q) P(c | r)`` over
@@ -24,11 +26,13 @@ smaller pools keep their methods unchanged.  What is fitted on what:
   random; a query sharing a component with fewer than ``k`` references is completed with random
   references (their truncated score is 0).
 
-* **User count** (:func:`heldout_options`): the held-out-likelihood search of
-  :func:`attacks.oracle_free.estimate_users` with one variant, fewer iterations and refinements,
-  early stopping and ``k`` capped by the rows of its subsample; the suite's BIC estimate is read off the
-  same fits (BIC of each ``k``'s fit on the search's training rows, diagonal) instead of a separate
-  spherical-GMM grid (:meth:`attacks.suite.SuiteContext.n_users`).
+* **User count** (:func:`estimate_users_at_scale`): the rule of :func:`attacks.oracle_free.estimate_users`
+  (BIC unless held-out likelihood finds more users, then AIC) with the three criteria read off one coarse
+  held-out search on a row subsample, instead of full held-out and AIC/BIC grids of two variants each:
+  its cost is that of about one fit of the largest ``k`` on the fitting subsample.
+* **EM attribution** (:class:`attacks.em.EMAttribution`): the shared mixture above (Gaussian diagonal,
+  no variant selection, split-merge moves or family refinement); the MAP labels and max posteriors
+  are read off the one E-step over all rows.
 
 Each attack reports ``details["fit"]`` (what was fitted on what).
 """
@@ -46,8 +50,10 @@ SCALE_WORK = 2**25  # rows x components (about 33.5M)
 ROWS_PER_COMPONENT = 20
 FIT_MIN_ROWS = 20000
 FIT_MAX_ROWS = 100000
-MAX_ITER = 20
+MAX_ITER = 12
 TOP_M = 8
+N_CANDIDATES = 8  # candidate components per row of the sparse E-step (attacks.sparse_em) ...
+REFRESH = 4  # ... recomputed every this many E-steps
 MIN_POSTERIOR = 1e-8
 
 
@@ -61,26 +67,56 @@ def fit_rows(n: int, k: int) -> int:
     return int(min(n, max(k, np.clip(ROWS_PER_COMPONENT * int(k), FIT_MIN_ROWS, FIT_MAX_ROWS))))
 
 
-HELDOUT_MAX_N = 20000  # held-out user-count search at scale: rows (train + validation) ...
+HELDOUT_MAX_N = 20000  # user count at scale: rows (train + validation) of the held-out search ...
 HELDOUT_ROWS_PER_COMPONENT = 5  # ... and at least this many training rows per component of the largest k
+GRID_RATIO = 2.0  # ... on a geometric grid of this ratio, refined around the choice ...
+REFINE_ROUNDS = 2  # ... this many times (3 points between its tried neighbours each)
 
 
-def heldout_options(k_max: int) -> dict:
-    """Options of :func:`attacks.mixture_em.estimate_n_components` at scale: one variant (Gaussian
-    diagonal), 10 EM iterations, plain k-means++ seeding, 3 refinement points, stop climbing at the first
-    grid value below the best,
-    ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000), on ``HELDOUT_MAX_N`` rows."""
+def _candidate_mixture(k, **kwargs):
+    from attacks.sparse_em import CandidateMixture
+
+    return CandidateMixture(k, n_candidates=N_CANDIDATES, refresh=REFRESH, **kwargs)
+
+
+def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[int, tuple[int, int], dict]:
+    """The user count of :func:`attacks.oracle_free.estimate_users` at scale (module doc), same rule and
+    return value: BIC's choice unless held-out likelihood (one-standard-error rule) finds more users,
+    then AIC's, all three read off one coarse held-out search
+    (:func:`attacks.mixture_order.estimate_n_components` on ``HELDOUT_MAX_N`` rows: Gaussian diagonal
+    only, 10 EM iterations from plain k-means++ with the candidate E-step
+    (:class:`attacks.sparse_em.CandidateMixture`), a ratio-``GRID_RATIO`` grid climbed until the first
+    value below the best, then ``REFINE_ROUNDS`` rounds of 3 points between the tried neighbours of the
+    chosen ``k``); AIC ``-2 log L + 2 p`` and BIC ``-2 log L + p log n``
+    (``p = (k - 1) + 2 k d``) from the training log-likelihoods of the same fits (candidate-restricted:
+    a lower bound, tight when each row's posterior lies within its candidates).
+    ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000)."""
+    import math
+
+    from attacks.mixture_order import estimate_n_components
+
     cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
-    return {"k_max": int(min(k_max, cap)), "max_n": HELDOUT_MAX_N, "variants": ("gaussian-diag",), "max_iter": 10,
-            "n_refine": 3, "patience": 1, "init_trials": 1}
+    fits: dict = {}
+    k_ho, (lo, hi), _ = estimate_n_components(x, k_max=int(min(k_max, cap)), max_n=HELDOUT_MAX_N,
+                                              random_state=random_state, rule="one_se", variants=("gaussian-diag",),
+                                              max_iter=10, n_refine=3, patience=1, init_trials=1,
+                                              grid_ratio=GRID_RATIO, train_ll=fits, refine_rounds=REFINE_ROUNDS,
+                                              mixture=_candidate_mixture)
+    d = x.shape[1]
+    crit = {name: {k: -2.0 * ll + (2.0 if name == "aic" else math.log(n)) * ((k - 1) + 2 * k * d)
+                   for k, (ll, n) in fits.items()} for name in ("aic", "bic")}
+    k_aic, k_bic = (min(crit[c], key=crit[c].get) if crit[c] else k_ho for c in ("aic", "bic"))
+    k = k_bic if k_ho <= k_bic else k_aic
+    return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
 
 
 def fingerprint(x: np.ndarray) -> str:
-    """A cheap content key of a feature matrix (shape, column sums, a strided sample of rows)."""
+    """A cheap content key of a feature matrix (shape, a strided sample of rows and column sums in float32)."""
     h = hashlib.blake2b(digest_size=16)
     h.update(repr(x.shape).encode())
-    h.update(np.ascontiguousarray(x.sum(axis=0), dtype=np.float64).tobytes())
-    h.update(np.ascontiguousarray(x[:: max(1, x.shape[0] // 997)], dtype=np.float64).tobytes())
+    sample = np.asarray(x[:: max(1, x.shape[0] // 997)], dtype=np.float32)  # float32: a float64 matrix and
+    h.update(sample.tobytes())  # its float32 copy (what the mixtures fit) share one key
+    h.update(np.asarray(x, dtype=np.float32).sum(axis=0, dtype=np.float64).tobytes())
     return h.hexdigest()
 
 
@@ -103,7 +139,8 @@ class ScaledMixture:
 
 def fit_scaled_mixture(x: np.ndarray, k: int, random_state=0, cache: dict | None = None) -> ScaledMixture:
     """Diagonal MAP-EM mixture on a subsample, then one E-step over all rows (module doc); cached."""
-    from attacks.mixture_em import VARIANTS, DiagonalMixture
+    from attacks.mixture_em import VARIANTS
+    from attacks.sparse_em import CandidateMixture
 
     key = (fingerprint(x), int(k))
     if cache is not None and key in cache:
@@ -112,15 +149,18 @@ def fit_scaled_mixture(x: np.ndarray, k: int, random_state=0, cache: dict | None
     n = x.shape[0]
     m = fit_rows(n, k)
     sub = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
-    model = DiagonalMixture(int(k), n_init=1, max_iter=MAX_ITER, init_sample=m, init_trials=1, random_state=seed_int(rng, 31),
-                            **VARIANTS["gaussian-diag"]).fit(x[sub])
+    model = CandidateMixture(int(k), n_candidates=N_CANDIDATES, refresh=REFRESH, n_init=1, max_iter=MAX_ITER,
+                             init_sample=min(m, FIT_MIN_ROWS), init_trials=1, random_state=seed_int(rng, 31),
+                             **VARIANTS["gaussian-diag"]).fit(x[sub])
     top, logp = model.predict_top(x, TOP_M)
     labels = top[:, 0].copy()
     drop = logp < np.log(MIN_POSTERIOR)
     drop[:, 0] = False
     top[drop] = -1
     logp[drop] = -np.inf
-    details = {"method": "diagonal Gaussian MAP-EM (attacks.mixture_em) on a row subsample, then one E-step on all rows",
+    details = {"method": "diagonal Gaussian MAP-EM with a candidate-restricted E-step (attacks.sparse_em) on a row "
+                         "subsample, then one candidate E-step on all rows",
+               "n_candidates": N_CANDIDATES,
                "fitted_on_rows": int(m), "n_rows": int(n), "n_components": int(k), "n_iter": int(model.n_iter_),
                "max_iter": MAX_ITER, "top_m_posteriors": int(top.shape[1]), "min_posterior": MIN_POSTERIOR}
     out = ScaledMixture(model, labels, top, logp, details)

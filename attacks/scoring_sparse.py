@@ -68,8 +68,9 @@ def sparse_metrics(rows, cols, counts, noise, n_true: int, k: int) -> dict[str, 
     elif (b > 0).sum() == 1 or n_pred == 1:
         nmi = 0.0
     else:
-        p = counts / n
-        mi = float(np.sum(xlogy(p, p * n * n / (b[rows] * a[cols]))))
+        live = counts > 0  # bootstrap draws leave some of the original nonzero cells empty (0 / 0)
+        p = counts[live] / n
+        mi = float(np.sum(xlogy(p, p * n * n / (b[rows[live]] * a[cols[live]]))))
         mi += float(np.sum(noise / n * np.log(np.where(b > 0, n / np.maximum(b, 1), 1.0))))
         denom = (h_true + h_pred) / 2.0
         nmi = float(max(mi, 0.0) / denom) if denom > 0 else 0.0

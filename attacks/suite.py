@@ -1,9 +1,9 @@
 """The attack suite: every attack against one pool, scored against the oracle when there is one.
 
 :func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The default adversary does
-not know the number of users: BIC (:func:`estimate_n_users`) chooses it unless held-out likelihood
-(:meth:`SuiteContext.n_users_heldout`) rejects that choice (BIC collapses to 1 user on 200 users x 30
-uploads in 32 dimensions), see :meth:`SuiteContext.n_users`
+not know the number of users: BIC chooses it unless held-out likelihood finds more users, then
+AIC (:func:`attacks.oracle_free.estimate_users`; on 200 users x 30 uploads in 32 dimensions BIC
+collapses to 1 user, held-out likelihood to about 25, AIC gives about 150), see :meth:`SuiteContext.n_users`,
 and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
 model selection runs once.  The oracle and the true distributions are used only for scoring
 (and, in parameter inversion, to select k linked uploads: see its docstring).
@@ -25,11 +25,16 @@ Attack groups (``attacks=``):
 
 With ``features="both"`` and a pool carrying text, clustering and linkage also run on text alone
 and on embeddings alone, and :func:`attacks.text.marginal_leakage` reports what the embeddings add.
+Under ``"both"`` the attacks add the two modalities' evidence (:mod:`attacks.evidence`) and the user
+count is the embedding or the text estimate, whichever the joint evidence model prefers
+(:func:`attacks.evidence.choose_k`); each feature set draws its seeds from its own stream
+(:meth:`SuiteContext.seed`), so the embedding-only rows are those of ``features="embedding"``.
 Identifier columns found in the uploads file are reported first among the findings, loudly.
 """
 
 from __future__ import annotations
 
+import copy
 import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
@@ -44,7 +49,8 @@ from idfree_core.errors import InputError
 ATTACK_GROUPS = ("clustering", "linkage", "inversion", "attribute")
 DEFAULT_ATTACKS = ("clustering", "linkage", "inversion")
 MAX_LINKS_IN_SUMMARY = 1000
-N_USERS_METHOD = "by BIC, unless outside the held-out-likelihood range (Smyth 2000), then held-out (no oracle)"
+N_USERS_METHOD = ("by BIC over MAP-EM mixtures, or AIC where held-out likelihood (Smyth 2000) finds more "
+                  "users than BIC (no oracle)")
 
 
 @dataclass(frozen=True)
@@ -98,26 +104,6 @@ def identifier_finding(columns) -> str:
             "(The attacks below ignore them.)")
 
 
-def estimate_n_users(pool, features: str = "embedding", k_max: int | None = None, max_n: int = 5000,
-                     random_state=0) -> tuple[int, dict[int, float]]:
-    """The adversary's estimate of the number of users: BIC over diagonal (d <= 16) or spherical GMMs.
-
-    ``k_max`` defaults to ``min(n / 10, 100)``: a user with fewer than about 10 uploads cannot be
-    told apart as a mixture component anyway, and capping the grid keeps the search fast.
-    """
-    from attacks.clustering import select_n_clusters
-    from attacks.features import build_features, gaussianize
-
-    rng = check_random_state(random_state)
-    x = build_features(pool, features, random_state=seed_int(rng, bits=31))
-    if features == "embedding":
-        x = gaussianize(x)
-    if pool.n < 4:
-        return 1, {}
-    k_max = int(k_max) if k_max is not None else max(2, min(pool.n // 10, 100))
-    return select_n_clusters(x, k_max=k_max, max_n=max_n, random_state=rng)
-
-
 @dataclass
 class SuiteContext:
     """What ``run_attacks`` knows while building attacks (:meth:`attacks.base.Attack.for_suite`).
@@ -141,32 +127,44 @@ class SuiteContext:
     estimates: dict = field(default_factory=dict)
     fits: dict = field(default_factory=dict)  # mixtures fitted at scale, shared by attacks (attacks.scale)
     heldout: dict = field(default_factory=dict)
+    current: str | None = None
+    streams: dict = field(default_factory=dict)
 
     n_users_method: str = N_USERS_METHOD
 
+    def __post_init__(self) -> None:
+        self._fresh = copy.deepcopy(self.rng)  # every feature set's stream starts here
+
     def seed(self) -> int:
-        return seed_int(self.rng, bits=31)
+        """A seed from the random stream of the feature set being attacked (``current``, else
+        ``features``): one stream per feature set, each starting where ``rng`` started, so that the
+        embedding-only (text-only) rows of a ``features="both"`` run are exactly those of a
+        ``features="embedding"`` (``"text"``) run."""
+        key = self.current or self.features
+        if key not in self.streams:
+            self.streams[key] = self.rng if not self.streams else copy.deepcopy(self._fresh)
+        return seed_int(self.streams[key], bits=31)
 
     def n_users(self, features: str) -> int:
-        """The adversary's user count: the BIC choice (:func:`estimate_n_users`) unless held-out
-        likelihood rejects it, i.e. it lies outside the held-out range of :meth:`n_users_heldout`, then
-        the held-out estimate (BIC's ``p log n`` penalty collapses many small users in many dimensions
-        to one; on a few well-separated users BIC is exact and held-out likelihood noisier)."""
-        if features not in self.estimates:
-            from attacks.scale import at_scale
+        before, self.current = self.current, features
+        try:
+            return self._n_users(features)
+        finally:
+            self.current = before
 
-            if at_scale(self.pool.n, self.pool.n // 10):  # large pools: BIC from the held-out search's fits
-                crit: dict = {}
-                k_ho, (lo, hi) = self.n_users_heldout(features, bic_out=crit)
-                k_bic = min(crit, key=crit.get) if crit else k_ho
-                self.summary.setdefault("n_users_bic", "diagonal fits of the held-out search (attacks.scale)")
-            else:
-                k_bic, crit = estimate_n_users(self.pool, features, random_state=self.seed())
-                k_ho, (lo, hi) = self.n_users_heldout(features)
-            k = k_bic if lo <= k_bic <= hi else k_ho
-            self.estimates[features] = (k, crit)
+    def _n_users(self, features: str) -> int:
+        """The adversary's user count (:meth:`n_users_heldout`: BIC, or AIC where held-out likelihood finds
+        more users than BIC; computed once per feature set)."""
+        if features == "both" and features not in self.estimates:
+            from attacks.evidence import choose_k  # the joint evidence model picks one modality's count
+
+            cands = (self.n_users("embedding"), self.n_users("text"))
+            self.estimates[features] = choose_k(self.pool, cands, random_state=self.seed())
+        if features not in self.estimates:
+            k, (lo, hi) = self.n_users_heldout(features)
+            self.estimates[features] = (k, {})
             self.summary.setdefault("n_users_range", [int(lo), int(hi)])
-            self.summary.setdefault("n_users_by", {"bic": int(k_bic), "heldout": int(k_ho), "chosen": int(k)})
+            self.summary.setdefault("n_users_by", {**self.heldout[features][2], "chosen": int(k)})
         return self.estimates[features][0]
 
     def transform(self, features: str):
@@ -180,17 +178,17 @@ class SuiteContext:
             return None
         return (d.loc, d.scale)
 
-    def n_users_heldout(self, features: str, bic_out: dict | None = None) -> tuple[int, tuple[int, int]]:
-        """The held-out-likelihood user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`),
-        once per feature set; the no-oracle risk summary uses it."""
+    def n_users_heldout(self, features: str) -> tuple[int, tuple[int, int]]:
+        """The user-count estimate and its range (:func:`attacks.oracle_free.estimate_users`), once per
+        feature set; the no-oracle risk summary uses it."""
         if features not in self.heldout:
             from attacks.em import em_features
             from attacks.oracle_free import _auto_transform, estimate_users
 
             transform = self.transform(features) or _auto_transform(self.pool, features)
             x = em_features(self.pool, features, transform, random_state=self.seed())
-            self.heldout[features] = estimate_users(x, random_state=self.seed(), bic_out=bic_out)
-        return self.heldout[features]
+            self.heldout[features] = estimate_users(x, random_state=self.seed())
+        return self.heldout[features][:2]
 
     def n_references(self) -> int:
         """Reference rows of the linkage split (session 0, or half the pool)."""
@@ -274,6 +272,7 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     with heartbeat(bar, heartbeat_s):
         for spec, feats, is_primary in bar:
             bar.set_postfix_str(f"{spec.name}[{feats}]")
+            ctx.current = feats
             fitted: set[int] = set()
             for attack, opts in spec.cls.for_suite(ctx, spec, feats):
                 if id(attack) not in fitted:
@@ -293,6 +292,7 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     if "n_users_estimated" not in summary and ctx.estimates:
         summary["n_users_estimated"] = next(iter(ctx.estimates.values()))[0]
 
+    ctx.current = features
     if oracle is None and ({"clustering", "linkage"} & set(groups)) and pool.n >= 8:
         summary["oracle_free_risk"] = _oracle_free(ctx, features)
 

@@ -139,6 +139,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kmeans", action="store_true", help="also time k-means against scikit-learn and faiss")
     ap.add_argument("--groups", nargs="*", default=[], help="suite attack groups to time (clustering linkage)")
     ap.add_argument("--memory", action="store_true", help="peak memory of the default suite on 1M x 32")
+    ap.add_argument("--memory-only", action="store_true", help="--memory without the timed pools")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
@@ -151,8 +152,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     faiss.omp_set_num_threads(args.threads)
     rows = []
+    args.memory = args.memory or args.memory_only
     with threadpool_limits(limits=args.threads):
-        for n_users in args.users:
+        for n_users in ([] if args.memory_only else args.users):
             for noise, kind in ((args.noise, "clustered"), (args.weak_noise, "weak")):
                 if noise > 0:
                     rows.append(bench_pool(args, n_users, noise, f"{args.rows} x {args.dim}, {n_users} users, {kind}"))

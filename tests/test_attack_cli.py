@@ -175,4 +175,5 @@ def test_console_entry_point_end_to_end(files):
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert {r["name"] for r in data["attacks"]} == {"clustering[auto]", "clustering[kmeans]",
-                                                    "clustering[auto][n_users known]"}
+                                                    "clustering[auto][n_users known]", "clustering[em]",
+                                                    "clustering[em][n_users known]"}

@@ -61,3 +61,37 @@ def test_sparse_topk_matches_dense_products_without_truncation():
     np.testing.assert_allclose(g[rows, top], g[rows, dense], rtol=1e-5)
     pair = scale.sparse_log_pair(idx_q, sq, idx_r, sr, np.arange(200), top[:, 0])
     np.testing.assert_allclose(pair, np.log(g[np.arange(200), top[:, 0]]), rtol=1e-5)
+
+
+def test_em_attribution_at_scale_shares_the_clustering_fit(small_scale):
+    from attacks.em import EMAttribution
+
+    pool, oracle = _pool()
+    cache: dict = {}
+    clu = ClusteringAttack(method="auto", n_users=30, mixture_cache=cache, random_state=0).fit(pool)
+    em = EMAttribution(n_users=30, mixture_cache=cache, random_state=3).fit(pool)
+    assert len(cache) == 1 and em.model_ is clu.model_  # em_features (float32) and gaussianize (float64) share a key
+    np.testing.assert_array_equal(em.labels_, clu.labels_)
+    acc = next(r for r in em.score(pool, oracle) if r.metric == "attribution_accuracy")
+    assert acc.value > 0.9 and acc.details["fit"]["n_rows"] == pool.n and em.variant_ == "gaussian-diag"
+    assert np.all((em.max_posterior_ > 0) & (em.max_posterior_ <= 1 + 1e-6)) and em.expected_accuracy_ > 0.5
+
+
+def test_fingerprint_ignores_float64_vs_float32_but_not_content():
+    x = np.random.default_rng(0).normal(size=(500, 4))
+    assert scale.fingerprint(x) == scale.fingerprint(x.astype(np.float32))
+    y = x.copy()
+    y[1, 0] += 1.0
+    assert scale.fingerprint(x) != scale.fingerprint(y)
+
+
+def test_user_count_at_scale_finds_separated_users_and_a_single_one(small_scale):
+    from attacks.oracle_free import estimate_users
+
+    pool, _ = _pool(n_users=30, per_user=60)
+    k, (lo, hi), by = estimate_users(np.asarray(pool.embedding), random_state=0)  # dispatched to the scale path
+    assert set(by) == {"aic", "bic", "heldout"} and lo <= k <= hi
+    assert 25 <= k <= 60, (k, by)  # 30 users; the coarse single-start search overcounts (43-50, main's full one: 34)
+    null, _ = _pool(n_users=1, per_user=1800)
+    k0, _, by0 = scale.estimate_users_at_scale(np.asarray(null.embedding), 180, random_state=0)
+    assert k0 <= 2, by0

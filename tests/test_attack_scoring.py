@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, roc_auc_score, roc_curve
 
-from attacks import scoring
+from attacks import scoring, scoring_linkage
 from attacks.base import AttackResult, proportion_ci
 from idfree_core.uploads import UserDistributions
 
@@ -112,11 +112,11 @@ def test_roc_metrics_match_sklearn_with_weights_and_ties():
     s = np.round(rng.normal(size=4000), 1)
     y = rng.random(4000) < 0.3 + 0.2 * (s > 0)
     w = rng.integers(0, 3, 4000).astype(float)
-    got = scoring.roc_metrics(s, y, w)
+    got = scoring_linkage.roc_metrics(s, y, w)
     fpr, tpr, _ = roc_curve(y, s, sample_weight=w)
     assert got["auc"] == pytest.approx(roc_auc_score(y, s, sample_weight=w), abs=1e-12)
     assert got["tpr_at_1pct_fpr"] == pytest.approx(np.interp(0.01, fpr, tpr))
-    tied = scoring.roc_metrics(np.zeros(100), np.arange(100) % 2 == 0)
+    tied = scoring_linkage.roc_metrics(np.zeros(100), np.arange(100) % 2 == 0)
     assert tied == pytest.approx({"auc": 0.5, "tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001})
 
 
@@ -124,7 +124,7 @@ def test_sample_pairs_are_labelled_right_and_uniform():
     rng = np.random.default_rng(0)
     q = rng.integers(0, 4, 50)
     r = np.repeat(np.arange(4), [5, 10, 20, 40])
-    qi, ri, same = scoring.sample_pairs(q, r, 20000, rng)
+    qi, ri, same = scoring_linkage.sample_pairs(q, r, 20000, rng)
     assert np.array_equal(same, q[qi] == r[ri])
     # same-user pairs are uniform over all same-user pairs: reference counts follow user sizes^2 * queries
     pos = ri[same]
@@ -141,7 +141,7 @@ def test_linkage_topk_baseline_is_exact():
     q = rng.integers(0, 5, 400)
     r = rng.integers(0, 5, 60)
     topk = np.argsort(rng.random((400, 60)), axis=1)[:, :5]
-    res = {x.metric: x for x in scoring.score_linkage("rand", q, r, topk, lambda a, b: rng.random(a.size),
+    res = {x.metric: x for x in scoring_linkage.score_linkage("rand", q, r, topk, lambda a, b: rng.random(a.size),
                                                       n_permutations=40, random_state=0)}
     for metric in ("linkage_top1", "linkage_top5", "auc", "tpr_at_1pct_fpr"):
         assert res[metric].advantage_ci[0] <= 0 <= res[metric].advantage_ci[1], metric

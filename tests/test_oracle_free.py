@@ -66,25 +66,27 @@ def test_cli_without_oracle_prints_the_risk_with_cis(separated, tmp_path, capsys
     assert cli.main(["attack", str(tmp_path / "uploads.parquet"), "--attacks", "clustering"]) == 0
     out = capsys.readouterr().out
     assert "oracle-free risk" in out and "attribution: expected accuracy" in out and "linkage: attack rate" in out
-    assert "estimated number of users: 5 (held-out-likelihood range" in out
+    assert "estimated number of users: 5 (BIC/AIC; range" in out
     assert cli.main(["attack", str(tmp_path / "uploads.parquet"), "--attacks", "clustering", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     risk = data["oracle_free_risk"]
     assert len(risk["attribution"]["ci"]) == 2 and len(risk["linkage"]["risk_ci"]) == 2
 
 
-def test_user_count_of_many_small_users_within_a_factor_2_5():
-    """40 users x 30 uploads in 16 dimensions (tests/attack_pools.py "many", small): BIC collapses to 2
-    users; the suite's estimate (BIC unless held-out likelihood rejects it) finds 19.  Issue 8 asks for a
-    factor 2 of the truth: not met yet (19 < 20), so this checks the factor 2.5 reached and the gain on BIC."""
+@pytest.mark.parametrize("seed,size", [(11, "small"), (12, "small"), (13, "small"), (11, "full")])
+def test_user_count_of_many_small_users_within_a_factor_2(seed, size):
+    """Issue 8: the no-oracle user count on many users with 30 uploads each (tests/attack_pools.py
+    "many": 40 users in 16-d small, the issue's 200 users in 32-d full) lies within a factor 2 of the
+    truth, where BIC alone collapses (2 and 5 users) and held-out likelihood undercounts (about 25 of 200)."""
     from attack_pools import make_pool
-    from attacks.suite import SuiteContext, estimate_n_users
+    from attacks.suite import SuiteContext
 
-    sp = make_pool("many", 11, "small")
+    sp = make_pool("many", seed, size)
     ctx = SuiteContext(pool=sp.pool, oracle=None, distributions=None, features="embedding",
                        rng=np.random.default_rng(0), n_true=None, summary={"skipped": []})
     k = ctx.n_users("embedding")
-    assert sp.n_users / 2.5 <= k <= 2 * sp.n_users, (k, ctx.summary["n_users_by"])
+    by = ctx.summary["n_users_by"]
+    assert sp.n_users / 2 <= k <= 2 * sp.n_users, (k, by)
     lo, hi = ctx.summary["n_users_range"]
     assert lo <= k <= hi
-    assert 5 * estimate_n_users(sp.pool, random_state=0)[0] <= k  # BIC alone: 2
+    assert 4 * by["bic"] <= k  # BIC alone collapses here

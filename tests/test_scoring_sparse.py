@@ -59,3 +59,19 @@ def test_large_table_draws_fewer_permutations_and_says_so():
     assert acc.details["n_permutations"] == scoring_sparse.n_permutations_at(100, n_true * n_true) < 100
     assert acc.value == pytest.approx(1 - (f & (pred != truth)).mean(), abs=0.01)
     assert acc.advantage_ci[0] > 0.5
+
+
+def test_sparse_metrics_with_emptied_cells_equal_dense():
+    """A bootstrap draw empties some of the original nonzero cells (and whole users or clusters): NMI stays finite."""
+    rng = np.random.default_rng(4)
+    truth, pred = _labels(rng, n=400, n_true=30, k=40)
+    table, noise = scoring.contingency(truth, pred)
+    rows, cols, counts, nz = scoring_sparse.sparse_table(truth, pred, *table.shape)
+    counts = counts * (rng.random(counts.size) < 0.5)  # half the cells emptied
+    t2 = np.zeros(table.shape)
+    t2[rows, cols] = counts
+    dense = scoring.partition_metrics(t2, nz)
+    sparse = scoring_sparse.sparse_metrics(rows, cols, counts, nz, *table.shape)
+    assert np.isfinite(sparse["nmi"])
+    for key, v in sparse.items():
+        assert v == pytest.approx(dense[key], rel=1e-9, abs=1e-12), key

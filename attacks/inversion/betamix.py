@@ -76,7 +76,8 @@ class BetaMixture:
         resp[np.arange(x.shape[0]), labels] = 1.0
         return resp
 
-    def fit(self, x: np.ndarray) -> "BetaMixture":
+    def fit(self, x: np.ndarray, init_resp: np.ndarray | None = None) -> "BetaMixture":
+        """EM from ``n_init`` k-means++ starts, or from the one ``(n, K)`` responsibility matrix ``init_resp``."""
         x = np.clip(np.asarray(x, dtype=np.float64), est.EPS, 1.0 - est.EPS)
         k = int(self.n_components)
         if k < 1 or k > x.shape[0]:
@@ -84,8 +85,9 @@ class BetaMixture:
         rng = check_random_state(self.random_state)
         t = self._stats(x)
         best = None
-        for _ in range(max(1, int(self.n_init))):
-            resp = self._init_resp(x, k, rng) if k > 1 else np.ones((x.shape[0], 1))
+        for _ in range(1 if init_resp is not None else max(1, int(self.n_init))):
+            resp = (np.asarray(init_resp, dtype=np.float64) if init_resp is not None
+                    else self._init_resp(x, k, rng) if k > 1 else np.ones((x.shape[0], 1)))
             a, b, w = self._m_step(t, resp)
             prev, converged, it = -np.inf, False, 0
             for it in range(1, int(self.max_iter) + 1):

@@ -29,17 +29,37 @@ from attacks.base import check_random_state
 from idfree_core.seeding import seed_int
 
 MIXTURE_BACKENDS: dict[str, Callable] = {}
+REFIT_BACKENDS: dict[str, Callable] = {}
 
 
-def register_mixture_backend(family: str, fit: Callable) -> None:
-    """Use ``fit(spec, data, k, n_init, max_iter, rng)`` for mixtures of ``family`` (module doc)."""
+def register_mixture_backend(family: str, fit: Callable, refit: Callable | None = None) -> None:
+    """Use ``fit(spec, data, k, n_init, max_iter, rng)`` for mixtures of ``family`` (module doc), and
+    ``refit(spec, data, resp, max_iter, tol)`` (EM from given responsibilities) in :func:`refit_from_labels`."""
     MIXTURE_BACKENDS[family] = fit
+    if refit is not None:
+        REFIT_BACKENDS[family] = refit
 
 
 def fit_mixture(spec, data: np.ndarray, k: int, n_init: int, max_iter: int, rng):
     """The registered backend of ``spec`` (default :class:`FamilyMixture`), fitted to ``data``."""
     fit = MIXTURE_BACKENDS.get(spec.name, _fit_generic)
     return fit(spec, data, k, n_init, max_iter, rng)
+
+
+def refit_from_labels(spec, data: np.ndarray, labels: np.ndarray, k: int, max_iter: int = 200, tol: float = 1e-6):
+    """EM for a mixture of ``spec`` started from a hard partition ``labels`` of ``data`` (family space).
+
+    The family-exact refinement of a clustering found in another feature space (:mod:`attacks.em`):
+    Beta by its sufficient-statistic :class:`.betamix.BetaMixture`, any other family with a weighted
+    MLE by :class:`FamilyMixture`.  ``log_likelihood_`` is the mean per row, as in those classes, and
+    ``log_prob_components(x)`` gives the ``(n, K)`` log ``w_j f_j(x)``.
+    """
+    resp = np.zeros((data.shape[0], int(k)))
+    resp[np.arange(data.shape[0]), np.asarray(labels, dtype=np.int64)] = 1.0
+    refit = REFIT_BACKENDS.get(spec.name)
+    if refit is not None:
+        return refit(spec, data, resp, max_iter, tol)
+    return FamilyMixture(spec, int(k), n_init=1, max_iter=max_iter, tol=tol).fit(data, init_resp=resp)
 
 
 def to_real_line(spec, x: np.ndarray) -> np.ndarray:
@@ -114,15 +134,17 @@ class FamilyMixture:
         resp[np.arange(x.shape[0]), labels] = 1.0
         return resp
 
-    def fit(self, x: np.ndarray) -> "FamilyMixture":
+    def fit(self, x: np.ndarray, init_resp: np.ndarray | None = None) -> "FamilyMixture":
+        """EM from ``n_init`` k-means++ starts, or from the one ``(n, K)`` responsibility matrix ``init_resp``."""
         x = np.asarray(x, dtype=np.float64)
         k = int(self.n_components)
         if k < 1 or k > x.shape[0]:
             raise ValueError(f"n_components must be between 1 and the number of samples {x.shape[0]}, got {k}")
         rng = check_random_state(self.random_state)
         best = None
-        for _ in range(max(1, int(self.n_init))):
-            resp = self._init_resp(x, k, rng) if k > 1 else np.ones((x.shape[0], 1))
+        for _ in range(1 if init_resp is not None else max(1, int(self.n_init))):
+            resp = (np.asarray(init_resp, dtype=np.float64) if init_resp is not None
+                    else self._init_resp(x, k, rng) if k > 1 else np.ones((x.shape[0], 1)))
             params, w = self._m_step(x, resp)
             prev, converged, it = -np.inf, False, 0
             for it in range(1, int(self.max_iter) + 1):
@@ -138,10 +160,13 @@ class FamilyMixture:
         self.log_likelihood_, self.params_, self.weights_, self.n_iter_, self.converged_ = best
         return self
 
+    def log_prob_components(self, x: np.ndarray) -> np.ndarray:
+        """``(n, K)`` matrix of ``log w_j + log f_j(x_n)``."""
+        return self._component_log_density(np.asarray(x, dtype=np.float64), self.params_) + np.log(self.weights_)
+
     def predict(self, x: np.ndarray) -> np.ndarray:
         """MAP component of each sample."""
-        logp = self._component_log_density(np.asarray(x, dtype=np.float64), self.params_) + np.log(self.weights_)
-        return np.argmax(logp, axis=1)
+        return np.argmax(self.log_prob_components(x), axis=1)
 
 
 def _fit_generic(spec, data, k, n_init, max_iter, rng):
@@ -168,5 +193,13 @@ def _fit_gaussian(spec, data, k, n_init, max_iter, rng):
     return model
 
 
-register_mixture_backend("beta", _fit_beta)
+def _refit_beta(spec, data, resp, max_iter, tol):
+    from attacks.inversion.betamix import BetaMixture
+
+    model = BetaMixture(resp.shape[1], n_init=1, max_iter=max_iter, tol=tol).fit(data, init_resp=resp)
+    model.params_ = dict(zip(spec.param_names, (model.alpha_, model.beta_)))
+    return model
+
+
+register_mixture_backend("beta", _fit_beta, _refit_beta)
 register_mixture_backend("gaussian", _fit_gaussian)

@@ -1,0 +1,52 @@
+"""attacks.sparse_em: the candidate-restricted E-step (Neal & Hinton 1998) against the full EM."""
+
+import numpy as np
+import pytest
+
+from attacks.mixture_em import VARIANTS, DiagonalMixture
+from attacks.sparse_em import CandidateMixture, nearest_means
+
+
+def _data(k=12, per=80, d=6, noise=0.3, seed=0):
+    rng = np.random.default_rng(seed)
+    means = 4.0 * rng.normal(size=(k, d))
+    lab = np.repeat(np.arange(k), per)
+    return (means[lab] + noise * rng.normal(size=(lab.size, d))).astype(np.float32), lab
+
+
+def _fit(cls, x, k, **kw):
+    return cls(k, n_init=1, max_iter=30, random_state=5, **kw, **VARIANTS["gaussian-diag"]).fit(x)
+
+
+def test_all_components_as_candidates_is_the_full_em():
+    x, _ = _data(seed=1, noise=1.5)  # overlapping clusters: posteriors spread over several components
+    full, cand = _fit(DiagonalMixture, x, 12), _fit(CandidateMixture, x, 12, n_candidates=12, refresh=1)
+    np.testing.assert_allclose(cand.means_, full.means_, atol=2e-2)  # float32 sums in another order
+    np.testing.assert_allclose(cand.log_likelihood_, full.log_likelihood_, rtol=1e-4)
+
+
+def test_few_candidates_equal_the_full_em_on_separated_clusters_but_not_on_overlapping_ones():
+    x, lab = _data()
+    full, cand = _fit(DiagonalMixture, x, 12), _fit(CandidateMixture, x, 12, n_candidates=2, refresh=3)
+    np.testing.assert_allclose(cand.means_, full.means_, atol=1e-3)
+    np.testing.assert_array_equal(cand.predict_top(x, 1)[0][:, 0], full.predict_max(x)[0])
+    xo, _ = _data(seed=1, noise=1.5)
+    full_o, one = _fit(DiagonalMixture, xo, 12), _fit(CandidateMixture, xo, 12, n_candidates=1, refresh=1)
+    assert one.log_likelihood_ < full_o.log_likelihood_ - 1.0  # hard assignment: a lower bound of a worse fit
+    assert one.log_likelihood_ <= one.row_log_likelihood(xo).sum() + 1e-2  # the bound at its own parameters
+
+
+def test_nearest_means_and_top_posteriors():
+    rng = np.random.default_rng(0)
+    import torch
+
+    x, mu = torch.from_numpy(rng.normal(size=(300, 5)).astype(np.float32)), torch.from_numpy(rng.normal(size=(40, 5)).astype(np.float32))
+    got = np.sort(nearest_means(x, mu, 3, block=64).numpy(), axis=1)
+    dist = ((x.numpy()[:, None, :] - mu.numpy()[None]) ** 2).sum(-1)
+    np.testing.assert_array_equal(got, np.sort(np.argsort(dist, axis=1)[:, :3], axis=1))
+    xs, _ = _data()
+    m = _fit(CandidateMixture, xs, 12, n_candidates=4)
+    idx, logp = m.predict_top(xs, 2)
+    assert idx.shape == (xs.shape[0], 2) and np.all(logp[:, 0] >= logp[:, 1]) and np.all(logp <= 1e-6)
+    with pytest.raises(ValueError):
+        CandidateMixture(0).fit(xs)
