@@ -289,7 +289,9 @@ def variance_homogeneity_p(x: np.ndarray, labels: np.ndarray, min_rows: int = 3)
     """p-value of equal per-dimension variances across the groups of ``labels``: Bartlett's (1937)
     test per dimension (:func:`scipy.stats.bartlett`), statistics summed over dimensions against
     ``chi2(d (K - 1))`` (independent dimensions, as in a diagonal model).  Groups under ``min_rows``
-    are left out; with fewer than two groups left the p-value is 1."""
+    are left out; with fewer than two groups left the p-value is 1.  A dimension that is constant
+    within some groups but not others is unequal variance outright (p-value 0); one constant in
+    every group carries no evidence and is skipped."""
     x = np.asarray(x, dtype=np.float64)
     labels = np.asarray(labels)
     order = np.argsort(labels, kind="stable")
@@ -299,11 +301,17 @@ def variance_homogeneity_p(x: np.ndarray, labels: np.ndarray, min_rows: int = 3)
         return 1.0
     xs = x[order]
     bounds = [(a, a + c) for a, c in zip(starts[keep], counts[keep])]
-    total = 0.0
+    total, dof = 0.0, 0
     for j in range(x.shape[1]):
-        col = xs[:, j]
-        total += float(stats.bartlett(*[col[a:b] for a, b in bounds]).statistic)
-    return float(stats.chi2.sf(total, x.shape[1] * (len(bounds) - 1)))
+        groups = [xs[a:b, j] for a, b in bounds]
+        flat = np.array([np.ptp(g) == 0 for g in groups])
+        if flat.all():
+            continue
+        if flat.any():
+            return 0.0
+        total += float(stats.bartlett(*groups).statistic)
+        dof += len(groups) - 1
+    return float(stats.chi2.sf(total, dof)) if dof else 1.0
 
 
 def select_variant(x: np.ndarray, k: int, max_n: int = 20000, random_state=0, holdout: float = 0.25,

@@ -35,6 +35,11 @@ def test_homogeneity_p_degenerate_groupings():
     x = np.random.default_rng(5).standard_normal((10, 2))
     assert variance_homogeneity_p(x, np.zeros(10, dtype=int)) == 1.0  # one group
     assert variance_homogeneity_p(x, np.arange(10)) == 1.0  # no group of 3 rows
+    y = np.random.default_rng(6).standard_normal((30, 2))
+    y[:, 1] = 2.0  # constant in every group: no evidence, the other dimension decides
+    assert variance_homogeneity_p(y, np.repeat([0, 1, 2], 10)) > 1e-3
+    y[:10, 0] = 1.0  # one group constant where the others vary: unequal outright
+    assert variance_homogeneity_p(y, np.repeat([0, 1, 2], 10)) == 0.0
 
 
 @pytest.mark.parametrize("seed", [11, 12])
