@@ -13,7 +13,8 @@ to its maximum-posterior component, the plug-in version of the Bayes classifier
   within-user variance (:mod:`attacks.mixture_em`, Fraley & Raftery 2007);
 * unequal user sizes (free mixture weights), anisotropic users (diagonal variances, free or tied),
   heavy tails (Student-t components, Peel & McLachlan 2000): the variant is chosen by held-out
-  likelihood at the given number of components (:func:`attacks.mixture_em.select_variant`);
+  likelihood at the given number of components, the tied one only if Bartlett's test does not
+  reject equal variances on its own partition (:func:`attacks.mixture_em.select_variant`);
 * ``n_init`` k-means++ restarts, the highest likelihood kept, then split-and-merge moves
   (:mod:`attacks.split_merge`, Ueda et al. 2000) that move components from a user cut in two to
   two users sharing one (``n_moves``; "auto": ``min(100, 10 + 2 k)`` while ``n k d <= 3e8``);
@@ -81,7 +82,8 @@ class EMAttribution(Attack):
     """MAP-EM mixture attribution (module doc).
 
     Fitted state: ``labels_``, ``max_posterior_``, ``n_users_estimated_``, ``n_users_range_``, ``n_users_by_``,
-    ``variant_``, ``model_``, ``expected_accuracy_`` and ``expected_accuracy_ci_``.
+    ``variant_``, ``variant_scores_`` (held-out log-likelihoods), ``variant_checks_`` (the tied model's
+    equal-variance test), ``model_``, ``expected_accuracy_`` and ``expected_accuracy_ci_``.
     """
 
     name = NAME
@@ -147,10 +149,13 @@ class EMAttribution(Attack):
             self.n_users_by_ = {"given": k}
         k = int(min(k, pool.n))
         self.fit_details_ = None
+        self.variant_scores_, self.variant_checks_ = {}, {}
         if self.variant in ("auto", "gaussian-diag") and at_scale(pool.n, k):
             return self._fit_at_scale(x, k, rng)
-        self.variant_ = (select_variant(x, k, self.select_max_n, rng)[0] if self.variant == "auto" and k > 1
-                         else ("gaussian-diag" if self.variant == "auto" else self.variant))
+        if self.variant == "auto" and k > 1:
+            self.variant_, self.variant_scores_, self.variant_checks_ = select_variant(x, k, self.select_max_n, rng)
+        else:
+            self.variant_ = "gaussian-diag" if self.variant == "auto" else self.variant
         moves = self.n_moves
         if moves == "auto":
             moves = min(100, 10 + 2 * k) if pool.n * k * x.shape[1] <= 3e8 else 0
@@ -233,6 +238,7 @@ class EMAttribution(Attack):
         ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth)
         extra = {"variant": self.variant_ if self.family_model_ is None else f"{self.family}-exact from {self.variant_}",
                  "split_merge_accepted": getattr(self.model_, "n_moves_accepted_", 0),
+                 "variant_checks": self.variant_checks_,
                  "n_users_estimated": self.n_users_estimated_,
                  "n_users_range": list(self.n_users_range_), "n_users_given": self.n_users,
                  "expected_accuracy": self.expected_accuracy_}
