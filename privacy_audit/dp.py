@@ -132,7 +132,9 @@ def _pld_delta_curve(family, pair_params, m, lam, n_samples, gen):
     logw = (1 - lam) * L + m * float(log_mgf(family, pi, pj, lam)[0])
 
     def curve(eps: float) -> tuple[float, float]:
-        v = np.where(L > eps, np.exp(logw) * -np.expm1(eps - L), 0.0)
+        v = np.zeros_like(L)  # only where L > eps, in log space (np.where computed exp(logw) on every draw: overflow)
+        hit = L > eps
+        v[hit] = np.exp(logw[hit] + np.log(-np.expm1(eps - L[hit])))
         return float(v.mean()), float(v.std(ddof=1) / math.sqrt(v.size))
 
     return curve
