@@ -54,6 +54,12 @@ def _rows(n: int, k: int, d: int, budget: int = 2**24) -> int:
     return int(np.clip(budget // max(k + d, 1), 256, 65536))
 
 
+def zero_stats(k: int, d: int):
+    """Float64 accumulators of an E-step: ``nk (k,)``, ``s0 (k,)``, ``s1 (k, d)``, ``s2 (k, d)``."""
+    return (torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64),
+            torch.zeros((k, d), dtype=torch.float64), torch.zeros((k, d), dtype=torch.float64))
+
+
 class DiagonalMixture:
     """MAP-EM for a ``k``-component diagonal Gaussian (``df=None``) or Student-t mixture.
 
@@ -95,16 +101,19 @@ class DiagonalMixture:
         c = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - 0.5 * d * math.log(nu * math.pi)
         return torch.log(w) - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu), maha
 
+    def _weights(self, logp, lse, maha, d):
+        """Responsibilities ``r`` and, for Student-t components, ``r u`` with the precision weights
+        ``u = (df + d) / (df + delta)`` (Peel & McLachlan 2000); ``r`` itself for Gaussians."""
+        r = torch.exp(logp - lse[:, None])
+        return r, (r if self.df is None else r * ((float(self.df) + d) / (float(self.df) + maha)))
+
     def _pass(self, x, w, mu, var, stats: bool = True):
         """One E-step over row blocks: total log-likelihood and the sufficient statistics."""
         n, d = x.shape
         k = mu.shape[0]
         block = _rows(n, k, d)
         ll = 0.0
-        nk = torch.zeros(k, dtype=torch.float64)
-        s0 = torch.zeros(k, dtype=torch.float64)
-        s1 = torch.zeros((k, d), dtype=torch.float64)
-        s2 = torch.zeros((k, d), dtype=torch.float64)
+        nk, s0, s1, s2 = zero_stats(k, d)
         worst = []
         for s in range(0, n, block):
             xb = x[s:s + block]
@@ -114,8 +123,7 @@ class DiagonalMixture:
             if not stats:
                 continue
             worst.append(lse)
-            r = torch.exp(logp - lse[:, None])
-            ru = r if self.df is None else r * ((float(self.df) + d) / (float(self.df) + maha))
+            r, ru = self._weights(logp, lse, maha, d)
             nk += r.sum(0).double()
             s0 += ru.sum(0).double()
             s1 += (ru.T @ xb).double()

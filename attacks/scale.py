@@ -39,6 +39,7 @@ Each attack reports ``details["fit"]`` (what was fitted on what).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -120,17 +121,17 @@ def fingerprint(x: np.ndarray) -> str:
     return h.hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
 class ScaledMixture:
     """A mixture fitted at scale (module doc): ``model`` (:class:`attacks.mixture_em.DiagonalMixture`),
     per-row ``labels``, ``top_components`` ``(n, m)`` (``-1``: dropped) and ``top_log_posterior``
     ``(n, m)`` float32, and ``details`` (what was fitted on what)."""
 
-    def __init__(self, model, labels, top_components, top_log_posterior, details):
-        self.model = model
-        self.labels = labels
-        self.top_components = top_components
-        self.top_log_posterior = top_log_posterior
-        self.details = details
+    model: object
+    labels: np.ndarray
+    top_components: np.ndarray
+    top_log_posterior: np.ndarray
+    details: dict
 
     @property
     def n_components(self) -> int:

@@ -24,7 +24,7 @@ import math
 import numpy as np
 import torch
 
-from attacks.mixture_em import DiagonalMixture
+from attacks.mixture_em import DiagonalMixture, zero_stats
 
 
 def nearest_means(x: torch.Tensor, mu: torch.Tensor, m: int, block: int = 8192) -> torch.Tensor:
@@ -69,10 +69,7 @@ class CandidateMixture(DiagonalMixture):
         k = mu.shape[0]
         block = max(256, 2**22 // max(cand.shape[1] * d, 1))
         ll = 0.0
-        nk = torch.zeros(k, dtype=torch.float64)
-        s0 = torch.zeros(k, dtype=torch.float64)
-        s1 = torch.zeros((k, d), dtype=torch.float64)
-        s2 = torch.zeros((k, d), dtype=torch.float64)
+        nk, s0, s1, s2 = zero_stats(k, d)
         worst = []
         for s in range(0, n, block):
             xb, idx = x[s:s + block], cand[s:s + block]
@@ -82,8 +79,7 @@ class CandidateMixture(DiagonalMixture):
             if not stats:
                 continue
             worst.append(lse)
-            r = torch.exp(logp - lse[:, None])
-            ru = r if self.df is None else r * ((float(self.df) + d) / (float(self.df) + maha))
+            r, ru = self._weights(logp, lse, maha, d)
             flat = idx.reshape(-1)
             nk.index_add_(0, flat, r.reshape(-1).double())
             s0.index_add_(0, flat, ru.reshape(-1).double())
