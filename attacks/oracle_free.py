@@ -3,7 +3,8 @@
 Without an oracle no attack can be scored, but the adversary's own fitted model predicts how well
 it attributes and links (:func:`oracle_free_risk`):
 
-* **Number of users**: BIC, or AIC where held-out likelihood finds more components than BIC, over
+* **Number of users**: BIC, or AIC where held-out likelihood finds more components than BIC or BIC
+  alone finds one user, over
   MAP-EM mixtures (:func:`estimate_users`), with a range that also holds every ``k`` whose held-out
   log-likelihood (cross-validated likelihood, Smyth 2000) is within two paired standard errors of
   the best.
@@ -36,7 +37,7 @@ from idfree_core.seeding import check_random_state, seed_int
 
 DEFINITION = ("model-based (no oracle): attribution = mean max posterior of the fitted mixture vs chance max weight; "
               "linkage = expected top-1 link accuracy on the held-out query split vs a random link "
-              "(anonymeter-style risk (attack - control) / (1 - control)); user count by BIC (AIC where held-out likelihood finds more users)")
+              "(anonymeter-style risk (attack - control) / (1 - control)); user count by BIC (AIC where held-out likelihood finds more users or BIC alone finds one)")
 
 
 def _risk(rate: float, control: float) -> float:
@@ -134,14 +135,16 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
 
     ``k`` is BIC's choice unless held-out likelihood says it underfits, i.e. the held-out choice (by
     the one-standard-error rule, :func:`attacks.mixture_order.estimate_n_components`) has more
-    components; then AIC's choice (:func:`attacks.mixture_order.penalized_n_components`).  BIC is
+    components, or BIC alone finds one user where AIC finds more; then AIC's choice
+    (:func:`attacks.mixture_order.penalized_n_components`; the rule:
+    :func:`attacks.mixture_order.combine_user_counts`).  BIC is
     exact on a few well-sampled users where AIC overcounts; on many users with a few dozen uploads in many dimensions BIC collapses (200
     x 30 in 32-d: 1) and held-out likelihood undercounts (about 25) while AIC lands near 150.  The
     range spans the chosen ``k`` and every ``k`` whose held-out log-likelihood is within two paired
     standard errors of the best; ``by``: each criterion's choice.  Large pools (:func:`attacks.scale.at_scale`
     with ``k_max``): the same rule from one coarse held-out search (:func:`attacks.scale.estimate_users_at_scale`).
     """
-    from attacks.mixture_order import estimate_n_components, penalized_n_components
+    from attacks.mixture_order import combine_user_counts, estimate_n_components, penalized_n_components
     from attacks.scale import at_scale, estimate_users_at_scale
 
     rng = check_random_state(random_state)
@@ -151,7 +154,7 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
     k_ho, (lo, hi), _ = estimate_n_components(x, k_max=k_max, random_state=seed_int(rng, 31), rule="one_se")
     crit = penalized_n_components(x, k_max=k_max, random_state=seed_int(rng, 31))
     k_aic, k_bic = crit["aic"][0], crit["bic"][0]
-    k = k_bic if k_ho <= k_bic else k_aic
+    k = combine_user_counts(k_aic, k_bic, k_ho)
     return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
 
 

@@ -27,7 +27,7 @@ smaller pools keep their methods unchanged.  What is fitted on what:
   references (their truncated score is 0).
 
 * **User count** (:func:`estimate_users_at_scale`): the rule of :func:`attacks.oracle_free.estimate_users`
-  (BIC unless held-out likelihood finds more users, then AIC) with the three criteria read off one coarse
+  (:func:`attacks.mixture_order.combine_user_counts`) with the three criteria read off one coarse
   held-out search on a row subsample, instead of full held-out and AIC/BIC grids of two variants each:
   its cost is that of about one fit of the largest ``k`` on the fitting subsample.
 * **EM attribution** (:class:`attacks.em.EMAttribution`): the shared mixture above (Gaussian diagonal,
@@ -82,8 +82,8 @@ def _candidate_mixture(k, **kwargs):
 
 def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[int, tuple[int, int], dict]:
     """The user count of :func:`attacks.oracle_free.estimate_users` at scale (module doc), same rule and
-    return value: BIC's choice unless held-out likelihood (one-standard-error rule) finds more users,
-    then AIC's, all three read off one coarse held-out search
+    return value: :func:`attacks.mixture_order.combine_user_counts` of AIC's, BIC's and held-out
+    likelihood's (one-standard-error) choices, all three read off one coarse held-out search
     (:func:`attacks.mixture_order.estimate_n_components` on ``HELDOUT_MAX_N`` rows: Gaussian diagonal
     only, 10 EM iterations from plain k-means++ with the candidate E-step
     (:class:`attacks.sparse_em.CandidateMixture`), a ratio-``GRID_RATIO`` grid climbed until the first
@@ -94,7 +94,7 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000)."""
     import math
 
-    from attacks.mixture_order import estimate_n_components
+    from attacks.mixture_order import combine_user_counts, estimate_n_components
 
     cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
     fits: dict = {}
@@ -107,7 +107,7 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     crit = {name: {k: -2.0 * ll + (2.0 if name == "aic" else math.log(n)) * ((k - 1) + 2 * k * d)
                    for k, (ll, n) in fits.items()} for name in ("aic", "bic")}
     k_aic, k_bic = (min(crit[c], key=crit[c].get) if crit[c] else k_ho for c in ("aic", "bic"))
-    k = k_bic if k_ho <= k_bic else k_aic
+    k = combine_user_counts(k_aic, k_bic, k_ho)
     return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
 
 

@@ -1,8 +1,8 @@
 """The attack suite: every attack against one pool, scored against the oracle when there is one.
 
 :func:`run_attacks` is what ``idfree-audit attack`` and the sweeps call.  The default adversary does
-not know the number of users: BIC chooses it unless held-out likelihood finds more users, then
-AIC (:func:`attacks.oracle_free.estimate_users`; on 200 users x 30 uploads in 32 dimensions BIC
+not know the number of users: BIC chooses it unless held-out likelihood finds more users, or BIC
+alone finds one user, then AIC (:func:`attacks.oracle_free.estimate_users`; on 200 users x 30 uploads in 32 dimensions BIC
 collapses to 1 user, held-out likelihood to about 25, AIC gives about 150), see :meth:`SuiteContext.n_users`,
 and the estimate is reused by the likelihood-ratio linkage and the mixture inversion, so the
 model selection runs once.  The oracle and the true distributions are used only for scoring
