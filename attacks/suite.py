@@ -312,7 +312,7 @@ def _oracle_free(ctx: SuiteContext, features: str) -> dict:
 
     k, k_range = ctx.n_users(features), ctx.n_users_heldout(features)[1]
     return oracle_free_risk(ctx.pool, features, ctx.transform(features), n_users=k, n_users_range=k_range,
-                            random_state=ctx.seed())
+                            random_state=ctx.seed(), mixture_cache=ctx.fits)
 
 
 def _with_assumption(result: AttackResult, n_true: int | None, how_estimated: str = N_USERS_METHOD) -> AttackResult:

@@ -119,3 +119,39 @@ def test_scaled_gaussian_mixture_inversion_shares_the_fit_and_recovers_users(sma
     nearest = np.sqrt(((fitted[:, None, :] - means[None]) ** 2).sum(-1)).min(1)
     assert fitted.shape[0] >= 15 and np.median(nearest) < 0.2  # users' means: sd 1 per dimension
     assert inv.params_["std"].shape == (30, 8) and np.all(inv.params_["std"] > 0)
+
+
+def test_oracle_free_risk_at_scale_is_sparse_and_matches_the_dense_path(small_scale, monkeypatch):
+    """The scale path of the oracle-free risk (sparse top-m posteriors, normal intervals) agrees with the
+    dense small-pool path on separated users, and holds no uploads x users posterior matrix."""
+    from attacks import oracle_free
+    from attacks.mixture_em import DiagonalMixture
+
+    pool, _ = _pool(n_users=20, per_user=50, noise=0.3, seed=3)
+    monkeypatch.setattr(oracle_free, "BOOTSTRAP_MAX_ROWS", 100)
+    calls = []
+    monkeypatch.setattr(DiagonalMixture, "predict_proba", lambda self, x: calls.append(x.shape) or 1 / 0)
+    at = oracle_free.oracle_free_risk(pool, n_users=20, n_users_range=(15, 25), random_state=0)
+    assert calls == []  # the dense posterior matrix of the small-pool path is never built
+    monkeypatch.undo()
+    dense = oracle_free.oracle_free_risk(pool, n_users=20, n_users_range=(15, 25), random_state=0)
+    for part in ("attribution", "linkage"):
+        a, d = at[part], dense[part]
+        assert a["risk"] > 0.8 and abs(a["risk"] - d["risk"]) < 0.1, (part, a, d)
+        lo, hi = a["risk_ci"]
+        assert lo <= a["risk"] <= hi and 0 < hi - lo < 0.2, a
+
+
+def test_sparse_linkage_risk_equals_the_dense_formula_without_truncation():
+    rng = np.random.default_rng(5)
+    k = 9
+    lq = np.log(rng.dirichlet(np.full(k, 0.4), size=300))
+    lr = np.log(rng.dirichlet(np.full(k, 0.4), size=400))
+    from attacks.oracle_free import linkage_risk, sparse_linkage_risk
+
+    dense = linkage_risk(lq, lr, np.random.default_rng(0), n_boot=50)
+    idx_q, idx_r = np.argsort(-lq, 1), np.argsort(-lr, 1)
+    sparse = sparse_linkage_risk(idx_q, np.take_along_axis(lq, idx_q, 1), idx_r, np.take_along_axis(lr, idx_r, 1), k,
+                                 np.random.default_rng(0), n_boot=50)
+    for key in ("attack_rate", "control_rate", "risk"):
+        assert sparse[key] == pytest.approx(dense[key], rel=1e-9), key
