@@ -7,9 +7,11 @@ statistics from the table's nonzero cells, at a cost that grows with the rows, n
 
 * the bootstrap over uploads draws the multinomial over the nonzero cells only (a zero-probability
   cell is always 0, so the draw has the same distribution) and scores ARI and NMI from them;
-* the permutation null re-counts each shuffled labelling sparsely (``np.unique`` of the cell codes);
-  its matched accuracy still needs the dense Hungarian matching (``O((users + clusters)^3)`` worst
-  case), so the number of permutations is scaled down to
+* the permutation null re-counts each shuffled labelling sparsely (``np.unique`` of the cell codes)
+  and matches it exactly on its nonzero cells (:func:`matched_correct_sparse`: LAPJVsp,
+  ``scipy.sparse.csgraph.min_weight_full_bipartite_matching``; 2,000 users x 2,272 clusters: 0.015 s
+  against 0.06-0.18 s for the dense Hungarian matching, same optimum); the number of permutations
+  is scaled down (as when the matching was dense) to
   ``max(MIN_PERMUTATIONS, n_permutations * LARGE_TABLE / cells)``; the result's details state how many
   were drawn.  At this size the null is narrow (its spread shrinks like ``1 / sqrt(n)``), so fewer
   draws move the baseline by far less than the value's own CI.
@@ -78,20 +80,34 @@ def sparse_metrics(rows, cols, counts, noise, n_true: int, k: int) -> dict[str, 
             "pairwise_recall": t / st if st > 0 else 0.0}
 
 
-def permutation_null(truth: np.ndarray, pred: np.ndarray, n_permutations: int, rng) -> dict[str, np.ndarray]:
-    """:func:`attacks.scoring.permutation_null` from sparse tables (matching on the dense table)."""
-    from attacks.scoring import matched_correct
+def matched_correct_sparse(rows, cols, counts, n_true: int, k: int) -> int:
+    """:func:`attacks.scoring.matched_correct` of the table whose nonzero cells are ``(rows, cols, counts)``,
+    exactly: the best one-to-one matching of users to clusters only ever gains from nonzero cells, so
+    each user gets one extra column of its own (weight 0: "matched to no cluster with uploads") and
+    the min-weight full matching of the users on costs ``M - count`` (``M`` above every count) is
+    the max-weight matching."""
+    if counts.size == 0:
+        return 0
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 
+    big = float(counts.max()) + 1.0
+    users = np.arange(n_true)
+    graph = csr_matrix((np.concatenate([big - counts, np.full(n_true, big)]),
+                        (np.concatenate([rows, users]), np.concatenate([cols, k + users]))), shape=(n_true, k + n_true))
+    r, c = min_weight_full_bipartite_matching(graph)
+    return int(round(n_true * big - float(np.asarray(graph[r, c]).sum())))
+
+
+def permutation_null(truth: np.ndarray, pred: np.ndarray, n_permutations: int, rng) -> dict[str, np.ndarray]:
+    """:func:`attacks.scoring.permutation_null` from sparse tables (:func:`matched_correct_sparse`)."""
     n_true = int(truth.max()) + 1
     k = int(pred.max()) + 1 if pred.size and pred.max() >= 0 else 0
     out: dict[str, list[float]] = {}
-    dense = np.zeros((n_true, max(k, 1)), dtype=np.int64)
     for _ in range(int(n_permutations)):
         rows, cols, counts, noise = sparse_table(truth, rng.permutation(pred), n_true, max(k, 1))
-        dense[rows, cols] = counts
-        vals = {"attribution_accuracy": matched_correct(dense) / truth.size,
+        vals = {"attribution_accuracy": matched_correct_sparse(rows, cols, counts, n_true, max(k, 1)) / truth.size,
                 **sparse_metrics(rows, cols, counts, noise, n_true, max(k, 1))}
-        dense[rows, cols] = 0
         for key, v in vals.items():
             out.setdefault(key, []).append(v)
     return {key: np.asarray(v) for key, v in out.items()}

@@ -75,3 +75,17 @@ def test_sparse_metrics_with_emptied_cells_equal_dense():
     assert np.isfinite(sparse["nmi"])
     for key, v in sparse.items():
         assert v == pytest.approx(dense[key], rel=1e-9, abs=1e-12), key
+
+
+@pytest.mark.parametrize("shape,density", [((40, 55), 0.05), ((60, 30), 0.2), ((25, 25), 0.6), ((30, 80), 0.01)])
+def test_sparse_matching_equals_dense_hungarian(shape, density):
+    from attacks.scoring import matched_correct
+    from attacks.scoring_sparse import matched_correct_sparse
+
+    rng = np.random.default_rng(sum(shape))
+    for _ in range(5):
+        table = rng.poisson(3.0, shape) * (rng.random(shape) < density)
+        table[rng.integers(shape[0])] = 0  # a user without uploads in any cluster
+        rows, cols = np.nonzero(table)
+        assert matched_correct_sparse(rows, cols, table[rows, cols], *shape) == matched_correct(table)
+    assert matched_correct_sparse(np.zeros(0, int), np.zeros(0, int), np.zeros(0, int), 3, 4) == 0
