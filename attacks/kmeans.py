@@ -35,25 +35,47 @@ class KMeansResult:
 def kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator, n_trials: int | None = None) -> torch.Tensor:
     """``k`` rows of ``x`` chosen by greedy k-means++: at each step ``n_trials`` (default
     ``2 + log k``, as scikit-learn) candidates are drawn by D^2 sampling and the one that lowers the
-    potential most is kept.  A zero-potential step (duplicates) draws uniformly."""
+    potential most is kept.  A zero-potential step (duplicates) draws uniformly.
+
+    Per step: one ``(n_trials, d) x (d, n)`` product against the transposed rows and D^2 sampling by
+    inverse CDF (``searchsorted`` on the float64 cumulative potential; rows at zero potential are
+    never drawn) instead of ``torch.multinomial`` (0.35 ms per draw on 20,000 rows), on one torch
+    thread: each step is a few small operations, and with two threads on a machine that another
+    process also loads every one waits for a descheduled thread.  20,000 x 64 rows while another
+    process ran: 0.6 ms per step (plain) and 1.0 ms (9 trials), against 10.6 and 38-46 ms for the
+    two-thread multinomial version; the seeding potential is unchanged (2,272 centres, 3 seeds).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _kmeans_plus_plus(x, k, gen, n_trials)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _kmeans_plus_plus(x: torch.Tensor, k: int, gen: torch.Generator, n_trials: int | None) -> torch.Tensor:
     n = x.shape[0]
     trials = int(n_trials) if n_trials else 2 + int(np.log(max(k, 1)))
     x2 = (x * x).sum(dim=1)
+    xt = x.T.contiguous()
 
-    def d2_to(rows: torch.Tensor) -> torch.Tensor:  # (n, len(rows)) squared distances
-        return torch.addmm(x2[rows].unsqueeze(0), x, x[rows].T, beta=1.0, alpha=-2.0).add_(x2[:, None]).clamp_min_(0.0)
+    def d2_to(rows: torch.Tensor) -> torch.Tensor:  # (len(rows), n) squared distances
+        return torch.addmm(x2.unsqueeze(0), x[rows], xt, beta=1.0, alpha=-2.0).add_(x2[rows, None]).clamp_min_(0.0)
 
     idx = torch.empty(k, dtype=torch.int64)
     idx[0] = torch.randint(n, (1,), generator=gen)
-    d2 = d2_to(idx[:1])[:, 0]
+    d2 = d2_to(idx[:1])[0]
     for j in range(1, k):
-        if float(d2.sum()) > 0:
-            cand = torch.multinomial(d2, trials, replacement=True, generator=gen)
+        cum = torch.cumsum(d2, 0, dtype=torch.float64)
+        total = float(cum[-1])
+        if total > 0:
+            u = torch.rand(trials, generator=gen, dtype=torch.float64).mul_(total)
+            cand = torch.searchsorted(cum, u, right=True).clamp_max_(n - 1)
         else:
             cand = torch.randint(n, (trials,), generator=gen)
-        new = torch.minimum(d2[:, None], d2_to(cand))  # (n, trials)
-        best = int(new.sum(dim=0).argmin())
-        idx[j], d2 = cand[best], new[:, best].contiguous()
+        new = torch.minimum(d2.unsqueeze(0), d2_to(cand))  # (trials, n)
+        best = int(new.sum(dim=1).argmin()) if trials > 1 else 0
+        idx[j], d2 = cand[best], new[best]
     return x[idx].clone()
 
 

@@ -8,6 +8,7 @@ import pathlib
 
 import numpy as np
 import pytest
+import torch
 
 from attacks.knn import knn_blocked, knn_brute, nearest_centre, topk_inner
 from attacks.neighbors import knn_pruned
@@ -113,3 +114,16 @@ def test_kmeans_kernel_recovers_separated_clusters_on_both_backends():
         assert np.array_equal(fit.labels, d2.argmin(1))  # every row assigned to its nearest centre
         assert abs(fit.inertia - d2.min(1).sum()) < 1e-3 * fit.inertia
     assert kmeans_fit(x, 30, random_state=0, backend="torch").inertia == fits[0].inertia  # seeded
+
+
+def test_kmeans_plus_plus_never_redraws_a_chosen_point_and_restores_threads():
+    from attacks.kmeans import kmeans_plus_plus
+
+    pts = torch.randn(6, 4, generator=torch.Generator().manual_seed(1))
+    x = pts.repeat_interleave(500, dim=0)  # 6 distinct points, each 500 times
+    threads = torch.get_num_threads()
+    for seed in range(5):
+        for trials in (1, 4):
+            c = kmeans_plus_plus(x, 6, torch.Generator().manual_seed(seed), n_trials=trials)
+            assert torch.unique(c, dim=0).shape[0] == 6  # D^2 sampling: duplicates of a centre have weight 0
+    assert torch.get_num_threads() == threads
