@@ -15,11 +15,14 @@ running top-k: pass 1 scans every query's ``n_probe`` nearest cells, giving ``u_
 every further cell whose bound is ``<= u_q``.  Queries are processed in chunks, so the query x
 cell bound matrices stay bounded (about 2^25 entries) whatever the pool size.  Queries that would
 still scan more than ``fallback_fraction`` of the references are pooled and searched by brute
-force (:func:`attacks.knn.knn_brute`: faiss ``IndexFlatL2`` when installed, else blocked torch
-GEMMs); a dry run of the bounds on the subsample (k-th distances of a few probe queries taken
+force (:func:`attacks.knn.knn_brute`, by default scikit-learn's fused brute-force kernel, the fastest
+on these sizes); a dry run of the bounds on the subsample (k-th distances of a few probe queries taken
 among all references) decides before the full assignment whether pruning pays at all (e.g. one
 isotropic Gaussian in many dimensions: it does not), and the first chunk's real bounds decide
-again, so the worst case costs brute force plus a small overhead.  Bounds carry a float32 rounding
+again (brute force for every query when more than half of its queries fall back or its scans would
+compute more than ``BRUTE_ABOVE`` of the distances: the scans' many small products cost several
+times the fused brute-force kernel per distance), so the worst case costs brute force plus a small
+overhead.  Bounds carry a float32 rounding
 slack, so the result equals brute force up to exact ties.  Squared distances use
 ``||q||^2 - 2 q.r + ||r||^2`` (``torch.addmm``) and top-k ``torch.topk``.  The speed-up depends on
 how clustered the data are (``benchmarks/bench_attacks_scale.py`` prints both cases).
@@ -32,6 +35,8 @@ import torch
 
 from attacks.knn import check_metric, knn_brute, nearest_centre
 from idfree_core.errors import InputError
+
+BRUTE_ABOVE = 0.3  # the first chunk's distance fraction above which brute force is cheaper (module doc)
 
 
 def _sqdist(q: torch.Tensor, r: torch.Tensor, r2: torch.Tensor) -> torch.Tensor:
@@ -90,8 +95,8 @@ def knn_pruned(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "euc
         raise InputError(f"n_probe must be >= 1, got {n_probe}")
     if not 0.0 < float(fallback_fraction) <= 1.0:
         raise InputError(f"fallback_fraction must be in (0, 1], got {fallback_fraction}")
-    if backend not in ("auto", "faiss", "torch"):
-        raise InputError(f"backend must be 'auto', 'faiss' or 'torch', got {backend!r}")
+    if backend not in ("auto", "faiss", "torch", "sklearn"):
+        raise InputError(f"backend must be 'auto', 'faiss', 'torch' or 'sklearn', got {backend!r}")
     old = torch.get_num_threads()
     if threads:
         torch.set_num_threads(int(threads))
@@ -115,7 +120,7 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
     stats = {"algorithm": "pruned", "n_cells": n_cells, "distance_fraction": 1.0, "fallback_fraction": 1.0}
 
     def brute(qq):
-        return knn_brute(qq.numpy(), r.numpy(), k, "euclidean", backend=backend)
+        return knn_brute(qq.numpy(), r.numpy(), k, "euclidean", backend="sklearn" if backend == "auto" else backend)
 
     if n < 4 * n_cells or m == 0 or n_cells < 2:
         stats.update(algorithm="brute", n_cells=0)
@@ -163,8 +168,10 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
         del qc, plane
         need = (lower <= upper[:, None]) & ~first
         del lower, first
-        wide = (need.to(torch.float32) @ counts_f) > fallback_fraction * n
-        if s == 0 and m > 8192 and float(wide.float().mean()) > 0.5:  # pruning does not pay here: brute
+        scans = need.to(torch.float32) @ counts_f
+        wide = scans > fallback_fraction * n
+        fraction = (computed + float(torch.where(wide, float(n), scans).sum())) / float(b * n)
+        if s == 0 and m > 8192 and (float(wide.float().mean()) > 0.5 or fraction > BRUTE_ABOVE):  # brute pays
             stats.update(distance_fraction=(computed + m * n) / float(m * n), fallback_fraction=1.0)
             return _finish(*brute(q), metric, stats, return_stats)
         need[wide] = False
@@ -216,7 +223,8 @@ def _scan(q, pairs, best_d, best_i, ctx) -> int:
 
 
 def _pruning_pays(sub, centres, assign, probe, k, fallback_fraction, full=None) -> bool:
-    """Whether most ``probe`` queries would scan at most ``fallback_fraction`` of ``sub`` (a cheap
+    """Whether most ``probe`` queries would scan at most ``fallback_fraction`` of ``sub``, and all of them
+    together at most ``BRUTE_ABOVE`` of its distances (a cheap
     dry run of the bounds on the subsample: it decides the strategy, never the result).  The k-th
     distances come from ``full`` when given: on the subsample they are far too large when each
     cluster has few rows there (e.g. 5,000 users of 32 references), and pruning would be refused."""
@@ -230,7 +238,9 @@ def _pruning_pays(sub, centres, assign, probe, k, fallback_fraction, full=None) 
     cc = torch.cdist(centres, centres).clamp_min_(1e-12)
     plane = (qc * qc - qc.gather(1, home[:, None]) ** 2) / (2.0 * cc[home])
     need = (torch.maximum(qc - radius, plane) <= kth[:, None]).to(torch.float32) @ cnt.to(torch.float32)
-    return float((need > fallback_fraction * sub.shape[0]).float().mean()) <= 0.5
+    wide = need > fallback_fraction * sub.shape[0]
+    fraction = float(torch.where(wide, float(sub.shape[0]), need).mean()) / sub.shape[0]
+    return float(wide.float().mean()) <= 0.5 and fraction <= BRUTE_ABOVE
 
 
 def _finish(idx, dist, metric, stats, return_stats):
