@@ -93,13 +93,16 @@ class DiagonalMixture:
         prec = 1.0 / var
         maha = (xb * xb) @ prec.T - 2.0 * (xb @ (mu * prec).T) + (mu * mu * prec).sum(1)
         maha = maha.clamp_min_(0.0)
-        d = xb.shape[1]
-        half_logdet = 0.5 * torch.log(var).sum(1)
+        return self._log_density(torch.log(w), 0.5 * torch.log(var).sum(1), maha, xb.shape[1]), maha
+
+    def _log_density(self, log_w, half_logdet, maha, d: int):
+        """log ``w_k p_k(x)`` of a ``d``-dimensional diagonal Gaussian (``df=None``) or Student-t component
+        from its log weight, half log-determinant and Mahalanobis term (shapes broadcast)."""
         if self.df is None:
-            return torch.log(w) - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha, maha
+            return log_w - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha
         nu = float(self.df)
         c = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - 0.5 * d * math.log(nu * math.pi)
-        return torch.log(w) - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu), maha
+        return log_w - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu)
 
     def _weights(self, logp, lse, maha, d):
         """Responsibilities ``r`` and, for Student-t components, ``r u`` with the precision weights

@@ -19,8 +19,6 @@ full E-step, same ARI (0.814).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
@@ -51,13 +49,7 @@ class CandidateMixture(DiagonalMixture):
         muc, varc = mu[idx], var[idx]  # (b, m, d)
         diff = xb[:, None, :] - muc
         maha = (diff * diff / varc).sum(-1)
-        d = xb.shape[1]
-        half_logdet = 0.5 * torch.log(varc).sum(-1)
-        if self.df is None:
-            return torch.log(w[idx]) - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha, maha
-        nu = float(self.df)
-        c = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - 0.5 * d * math.log(nu * math.pi)
-        return torch.log(w[idx]) - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu), maha
+        return self._log_density(torch.log(w[idx]), 0.5 * torch.log(varc).sum(-1), maha, xb.shape[1]), maha
 
     def _pass(self, x, w, mu, var, stats: bool = True):
         calls = getattr(self, "_calls", 0)
