@@ -33,6 +33,14 @@ def _refinement(grid: list[int], best: int, n: int = 7) -> list[int]:
     return [int(k) for k in np.unique(np.linspace(lower, upper, n).round().astype(int))]
 
 
+def information_criterion(ll: float, k: int, d: int, n: int, name: str) -> float:
+    """AIC ``-2 log L + 2 p`` (Akaike 1974) or BIC ``-2 log L + p log n`` (Schwarz 1978) of a ``k``-component
+    diagonal mixture in ``d`` dimensions with log-likelihood ``ll`` on ``n`` rows, ``p = (k - 1) + 2 k d``."""
+    if name not in ("aic", "bic"):
+        raise ValueError(f"criterion must be 'aic' or 'bic', got {name!r}")
+    return -2.0 * ll + (2.0 if name == "aic" else math.log(n)) * ((k - 1) + 2 * k * d)
+
+
 def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 20000, holdout: float = 0.25,
                           random_state=0, rule: str = "best", variants=ORDER_VARIANTS, max_iter: int = 60,
                           n_refine: int = 7, patience: int | None = None, init_trials: int | None = None,
@@ -141,20 +149,18 @@ def penalized_n_components(x: np.ndarray, k_max: int | None = None, max_n: int =
             ll[k] = max(DiagonalMixture(k, n_init=starts, max_iter=60, random_state=seed_int(rng, 31), **VARIANTS[v])
                         .fit(x).log_likelihood_ for v in ORDER_VARIANTS)
 
-    penalty = {"aic": 2.0, "bic": math.log(n)}
-
     def scores(name):
-        return {k: -2.0 * v + penalty[name] * ((k - 1) + 2 * k * d) for k, v in sorted(ll.items())}
+        return {k: information_criterion(v, k, d, n, name) for k, v in sorted(ll.items())}
 
     grid = _grid(k_max)
     for k in grid:
         evaluate(k)
-    for name in penalty:
+    for name in ("aic", "bic"):
         sc = scores(name)
         for k in _refinement(grid, min(sc, key=sc.get)):
             evaluate(k)
     out = {}
-    for name in penalty:
+    for name in ("aic", "bic"):
         sc = scores(name)
         out[name] = (int(min(sc, key=sc.get)), sc)
     return out
