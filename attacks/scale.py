@@ -94,15 +94,14 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     (``p = (k - 1) + 2 k d``) from the training log-likelihoods of the same fits (candidate-restricted:
     a lower bound, tight when each row's posterior lies within its candidates).
     ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000)."""
-    from attacks.mixture_order import combine_user_counts, estimate_n_components, information_criterion
+    from attacks.mixture_order import OrderSearch, combine_user_counts, estimate_n_components, information_criterion
 
     cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
     fits: dict = {}
+    search = OrderSearch(variants=("gaussian-diag",), max_iter=10, n_refine=3, patience=1, init_trials=1,
+                         grid_ratio=GRID_RATIO, refine_rounds=REFINE_ROUNDS, mixture=_candidate_mixture)
     k_ho, (lo, hi), _ = estimate_n_components(x, k_max=int(min(k_max, cap)), max_n=HELDOUT_MAX_N,
-                                              random_state=random_state, rule="one_se", variants=("gaussian-diag",),
-                                              max_iter=10, n_refine=3, patience=1, init_trials=1,
-                                              grid_ratio=GRID_RATIO, train_ll=fits, refine_rounds=REFINE_ROUNDS,
-                                              mixture=_candidate_mixture)
+                                              random_state=random_state, rule="one_se", search=search, train_ll=fits)
     d = x.shape[1]
     crit = {name: {k: information_criterion(ll, k, d, n, name) for k, (ll, n) in fits.items()}
             for name in ("aic", "bic")}
