@@ -93,13 +93,16 @@ class DiagonalMixture:
         prec = 1.0 / var
         maha = (xb * xb) @ prec.T - 2.0 * (xb @ (mu * prec).T) + (mu * mu * prec).sum(1)
         maha = maha.clamp_min_(0.0)
-        d = xb.shape[1]
-        half_logdet = 0.5 * torch.log(var).sum(1)
+        return self._log_density(torch.log(w), 0.5 * torch.log(var).sum(1), maha, xb.shape[1]), maha
+
+    def _log_density(self, log_w, half_logdet, maha, d: int):
+        """log ``w_k p_k(x)`` of a ``d``-dimensional diagonal Gaussian (``df=None``) or Student-t component
+        from its log weight, half log-determinant and Mahalanobis term (shapes broadcast)."""
         if self.df is None:
-            return torch.log(w) - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha, maha
+            return log_w - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha
         nu = float(self.df)
         c = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - 0.5 * d * math.log(nu * math.pi)
-        return torch.log(w) - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu), maha
+        return log_w - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu)
 
     def _weights(self, logp, lse, maha, d):
         """Responsibilities ``r`` and, for Student-t components, ``r u`` with the precision weights
@@ -107,28 +110,38 @@ class DiagonalMixture:
         r = torch.exp(logp - lse[:, None])
         return r, (r if self.df is None else r * ((float(self.df) + d) / (float(self.df) + maha)))
 
-    def _pass(self, x, w, mu, var, stats: bool = True):
-        """One E-step over row blocks: total log-likelihood and the sufficient statistics."""
-        n, d = x.shape
-        k = mu.shape[0]
-        block = _rows(n, k, d)
-        ll = 0.0
-        nk, s0, s1, s2 = zero_stats(k, d)
-        worst = []
-        for s in range(0, n, block):
+    def _blocks(self, x, w, mu, var):
+        """The E-step's row blocks ``(xb, idx, logp, maha)``: ``logp`` over the components ``idx``
+        (``None``: all ``k``; :class:`attacks.sparse_em.CandidateMixture`: each row's candidates)."""
+        block = _rows(x.shape[0], mu.shape[0], x.shape[1])
+        for s in range(0, x.shape[0], block):
             xb = x[s:s + block]
-            logp, maha = self._logp(xb, w, mu, var)
+            yield (xb, None, *self._logp(xb, w, mu, var))
+
+    @staticmethod
+    def _accumulate(acc, xb, idx, r, ru):
+        """Add a block's responsibilities ``r`` and ``r u`` (over all components) to ``acc`` (:func:`zero_stats`)."""
+        nk, s0, s1, s2 = acc
+        nk += r.sum(0).double()
+        s0 += ru.sum(0).double()
+        s1 += (ru.T @ xb).double()
+        s2 += (ru.T @ (xb * xb)).double()
+
+    def _pass(self, x, w, mu, var, stats: bool = True):
+        """One E-step over row blocks (:meth:`_blocks`, :meth:`_accumulate`): total log-likelihood and the
+        sufficient statistics."""
+        d = x.shape[1]
+        ll = 0.0
+        acc = zero_stats(mu.shape[0], d)
+        worst = []
+        for xb, idx, logp, maha in self._blocks(x, w, mu, var):
             lse = torch.logsumexp(logp, dim=1)
             ll += float(lse.double().sum())
             if not stats:
                 continue
             worst.append(lse)
-            r, ru = self._weights(logp, lse, maha, d)
-            nk += r.sum(0).double()
-            s0 += ru.sum(0).double()
-            s1 += (ru.T @ xb).double()
-            s2 += (ru.T @ (xb * xb)).double()
-        return ll, (nk, s0, s1, s2, torch.cat(worst) if worst else None)
+            self._accumulate(acc, xb, idx, *self._weights(logp, lse, maha, d))
+        return ll, (*acc, torch.cat(worst) if worst else None)
 
     def _m_step(self, x, st, rng):
         nk, s0, s1, s2, lse = st

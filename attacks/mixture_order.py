@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -33,11 +35,38 @@ def _refinement(grid: list[int], best: int, n: int = 7) -> list[int]:
     return [int(k) for k in np.unique(np.linspace(lower, upper, n).round().astype(int))]
 
 
+def information_criterion(ll: float, k: int, d: int, n: int, name: str) -> float:
+    """AIC ``-2 log L + 2 p`` (Akaike 1974) or BIC ``-2 log L + p log n`` (Schwarz 1978) of a ``k``-component
+    diagonal mixture in ``d`` dimensions with log-likelihood ``ll`` on ``n`` rows, ``p = (k - 1) + 2 k d``."""
+    if name not in ("aic", "bic"):
+        raise ValueError(f"criterion must be 'aic' or 'bic', got {name!r}")
+    return -2.0 * ll + (2.0 if name == "aic" else math.log(n)) * ((k - 1) + 2 * k * d)
+
+
+@dataclasses.dataclass(frozen=True)
+class OrderSearch:
+    """Cost controls of :func:`estimate_n_components` (defaults: the full search; large pools,
+    :func:`attacks.scale.estimate_users_at_scale`): ``variants`` fitted per ``k``, EM ``max_iter``,
+    ``n_refine`` points between the best grid value's neighbours, ``patience``: stop climbing the grid
+    after that many consecutive values below the best (``None``: the whole grid), ``init_trials`` as
+    :class:`attacks.mixture_em.DiagonalMixture`, ``grid_ratio``: a geometric grid of that ratio instead
+    of 14 points, ``refine_rounds``: further refinements between the tried neighbours of the chosen ``k``
+    (a bisection of a coarse grid), ``mixture``: the mixture class (:class:`attacks.sparse_em.CandidateMixture`
+    at scale)."""
+
+    variants: tuple[str, ...] = ORDER_VARIANTS
+    max_iter: int = 60
+    n_refine: int = 7
+    patience: int | None = None
+    init_trials: int | None = None
+    grid_ratio: float | None = None
+    refine_rounds: int = 1
+    mixture: Callable[..., DiagonalMixture] = DiagonalMixture
+
+
 def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 20000, holdout: float = 0.25,
-                          random_state=0, rule: str = "best", variants=ORDER_VARIANTS, max_iter: int = 60,
-                          n_refine: int = 7, patience: int | None = None, init_trials: int | None = None,
-                          grid_ratio: float | None = None, train_ll: dict | None = None,
-                          refine_rounds: int = 1, mixture=DiagonalMixture) -> tuple[int, tuple[int, int], dict[int, float]]:
+                          random_state=0, rule: str = "best", search: OrderSearch = OrderSearch(),
+                          train_ll: dict | None = None) -> tuple[int, tuple[int, int], dict[int, float]]:
     """Number of components by held-out log-likelihood (cross-validated likelihood, Smyth 2000).
 
     Mixtures of the Gaussian-diagonal and Student-t variants are fitted on ``1 - holdout`` of the
@@ -50,13 +79,7 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     ``rule="one_se"``: return the smallest ``k`` within one paired standard error of the best instead of
     the best (the one-standard-error rule: the argmax of a noisy held-out curve overshoots).
 
-    Cost controls (defaults: the full search; large pools, :func:`attacks.scale.estimate_users_at_scale`):
-    ``variants`` fitted per ``k``, EM ``max_iter``, ``n_refine`` points between the best grid value's
-    neighbours, ``patience``: stop climbing the grid after that many consecutive values below the best
-    (``None``: the whole grid), ``init_trials`` as :class:`attacks.mixture_em.DiagonalMixture`,
-    ``grid_ratio``: a geometric grid of that ratio instead of 14 points, ``refine_rounds``: further
-    refinements between the tried neighbours of the chosen ``k`` (a bisection of a coarse grid), ``mixture``: the mixture class
-    (:class:`attacks.sparse_em.CandidateMixture` at scale).  ``train_ll``: filled with
+    ``search``: the cost controls (:class:`OrderSearch`).  ``train_ll``: filled with
     ``k -> (training log-likelihood, training rows)`` of the kept fit (AIC/BIC from the same fits).
     """
     rng = check_random_state(random_state)
@@ -75,9 +98,9 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
     def evaluate(k: int) -> float:
         if k not in rows:
             best = None
-            for v in variants:
-                m = mixture(k, n_init=1, max_iter=max_iter, init_trials=init_trials,
-                            random_state=seed_int(rng, 31), **VARIANTS[v]).fit(train)
+            for v in search.variants:
+                m = search.mixture(k, n_init=1, max_iter=search.max_iter, init_trials=search.init_trials,
+                                   random_state=seed_int(rng, 31), **VARIANTS[v]).fit(train)
                 r = m.row_log_likelihood(val)
                 if best is None or r.sum() > best.sum():
                     best = r
@@ -86,13 +109,13 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
             rows[k] = best
         return float(rows[k].sum())
 
-    grid = _grid(k_max, grid_ratio)
+    grid = _grid(k_max, search.grid_ratio)
     worse = 0
     for k in grid:
-        if patience is not None and worse >= patience:
+        if search.patience is not None and worse >= search.patience:
             break
         worse = 0 if evaluate(k) >= max(float(v.sum()) for v in rows.values()) else worse + 1
-    for k in _refinement(grid, max(rows, key=lambda j: rows[j].sum()), n_refine):
+    for k in _refinement(grid, max(rows, key=lambda j: rows[j].sum()), search.n_refine):
         evaluate(k)
 
     def pick() -> int:
@@ -101,8 +124,8 @@ def estimate_n_components(x: np.ndarray, k_max: int | None = None, max_n: int = 
             return min(k for k, r in rows.items() if (rows[top] - r).sum() <= np.std(rows[top] - r) * np.sqrt(n_val))
         return top
 
-    for _ in range(int(refine_rounds) - 1):  # further rounds between the tried neighbours of the pick
-        for k in _refinement(sorted(rows), pick(), n_refine):
+    for _ in range(int(search.refine_rounds) - 1):  # further rounds between the tried neighbours of the pick
+        for k in _refinement(sorted(rows), pick(), search.n_refine):
             evaluate(k)
     best = max(rows, key=lambda j: rows[j].sum())
     close = [k for k, r in rows.items()
@@ -141,20 +164,18 @@ def penalized_n_components(x: np.ndarray, k_max: int | None = None, max_n: int =
             ll[k] = max(DiagonalMixture(k, n_init=starts, max_iter=60, random_state=seed_int(rng, 31), **VARIANTS[v])
                         .fit(x).log_likelihood_ for v in ORDER_VARIANTS)
 
-    penalty = {"aic": 2.0, "bic": math.log(n)}
-
     def scores(name):
-        return {k: -2.0 * v + penalty[name] * ((k - 1) + 2 * k * d) for k, v in sorted(ll.items())}
+        return {k: information_criterion(v, k, d, n, name) for k, v in sorted(ll.items())}
 
     grid = _grid(k_max)
     for k in grid:
         evaluate(k)
-    for name in penalty:
+    for name in ("aic", "bic"):
         sc = scores(name)
         for k in _refinement(grid, min(sc, key=sc.get)):
             evaluate(k)
     out = {}
-    for name in penalty:
+    for name in ("aic", "bic"):
         sc = scores(name)
         out[name] = (int(min(sc, key=sc.get)), sc)
     return out

@@ -75,6 +75,8 @@ REFINE_ROUNDS = 2  # ... this many times (3 points between its tried neighbours 
 
 
 def _candidate_mixture(k, **kwargs):
+    """The scale path's :class:`attacks.sparse_em.CandidateMixture`: ``N_CANDIDATES`` candidates per row,
+    refreshed every ``REFRESH`` E-steps."""
     from attacks.sparse_em import CandidateMixture
 
     return CandidateMixture(k, n_candidates=N_CANDIDATES, refresh=REFRESH, **kwargs)
@@ -92,20 +94,17 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     (``p = (k - 1) + 2 k d``) from the training log-likelihoods of the same fits (candidate-restricted:
     a lower bound, tight when each row's posterior lies within its candidates).
     ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000)."""
-    import math
-
-    from attacks.mixture_order import combine_user_counts, estimate_n_components
+    from attacks.mixture_order import OrderSearch, combine_user_counts, estimate_n_components, information_criterion
 
     cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
     fits: dict = {}
+    search = OrderSearch(variants=("gaussian-diag",), max_iter=10, n_refine=3, patience=1, init_trials=1,
+                         grid_ratio=GRID_RATIO, refine_rounds=REFINE_ROUNDS, mixture=_candidate_mixture)
     k_ho, (lo, hi), _ = estimate_n_components(x, k_max=int(min(k_max, cap)), max_n=HELDOUT_MAX_N,
-                                              random_state=random_state, rule="one_se", variants=("gaussian-diag",),
-                                              max_iter=10, n_refine=3, patience=1, init_trials=1,
-                                              grid_ratio=GRID_RATIO, train_ll=fits, refine_rounds=REFINE_ROUNDS,
-                                              mixture=_candidate_mixture)
+                                              random_state=random_state, rule="one_se", search=search, train_ll=fits)
     d = x.shape[1]
-    crit = {name: {k: -2.0 * ll + (2.0 if name == "aic" else math.log(n)) * ((k - 1) + 2 * k * d)
-                   for k, (ll, n) in fits.items()} for name in ("aic", "bic")}
+    crit = {name: {k: information_criterion(ll, k, d, n, name) for k, (ll, n) in fits.items()}
+            for name in ("aic", "bic")}
     k_aic, k_bic = (min(crit[c], key=crit[c].get) if crit[c] else k_ho for c in ("aic", "bic"))
     k = combine_user_counts(k_aic, k_bic, k_ho)
     return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
@@ -141,7 +140,6 @@ class ScaledMixture:
 def fit_scaled_mixture(x: np.ndarray, k: int, random_state=0, cache: dict | None = None) -> ScaledMixture:
     """Diagonal MAP-EM mixture on a subsample, then one E-step over all rows (module doc); cached."""
     from attacks.mixture_em import VARIANTS
-    from attacks.sparse_em import CandidateMixture
 
     key = (fingerprint(x), int(k))
     if cache is not None and key in cache:
@@ -150,9 +148,8 @@ def fit_scaled_mixture(x: np.ndarray, k: int, random_state=0, cache: dict | None
     n = x.shape[0]
     m = fit_rows(n, k)
     sub = np.sort(rng.choice(n, m, replace=False)) if m < n else np.arange(n)
-    model = CandidateMixture(int(k), n_candidates=N_CANDIDATES, refresh=REFRESH, n_init=1, max_iter=MAX_ITER,
-                             init_sample=min(m, FIT_MIN_ROWS), init_trials=1, random_state=seed_int(rng, 31),
-                             **VARIANTS["gaussian-diag"]).fit(x[sub])
+    model = _candidate_mixture(int(k), n_init=1, max_iter=MAX_ITER, init_sample=min(m, FIT_MIN_ROWS), init_trials=1,
+                               random_state=seed_int(rng, 31), **VARIANTS["gaussian-diag"]).fit(x[sub])
     top, logp = model.predict_top(x, TOP_M)
     labels = top[:, 0].copy()
     drop = logp < np.log(MIN_POSTERIOR)

@@ -19,12 +19,10 @@ full E-step, same ARI (0.814).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
-from attacks.mixture_em import DiagonalMixture, zero_stats
+from attacks.mixture_em import DiagonalMixture
 
 
 def nearest_means(x: torch.Tensor, mu: torch.Tensor, m: int, block: int = 8192) -> torch.Tensor:
@@ -36,6 +34,11 @@ def nearest_means(x: torch.Tensor, mu: torch.Tensor, m: int, block: int = 8192) 
         d = torch.addmm(mu2.unsqueeze(0), x[s:s + block], mu.T, beta=1.0, alpha=-2.0)
         out[s:s + block] = torch.topk(d, m, dim=1, largest=False, sorted=False).indices
     return out
+
+
+def _block_rows(m: int, d: int) -> int:
+    """Rows per block of a candidate E-step: a block's ``(b, m, d)`` tensors hold about ``2**22`` floats."""
+    return max(256, 2**22 // max(m * d, 1))
 
 
 class CandidateMixture(DiagonalMixture):
@@ -51,41 +54,37 @@ class CandidateMixture(DiagonalMixture):
         muc, varc = mu[idx], var[idx]  # (b, m, d)
         diff = xb[:, None, :] - muc
         maha = (diff * diff / varc).sum(-1)
-        d = xb.shape[1]
-        half_logdet = 0.5 * torch.log(varc).sum(-1)
-        if self.df is None:
-            return torch.log(w[idx]) - half_logdet - 0.5 * d * math.log(2 * math.pi) - 0.5 * maha, maha
-        nu = float(self.df)
-        c = math.lgamma((nu + d) / 2) - math.lgamma(nu / 2) - 0.5 * d * math.log(nu * math.pi)
-        return torch.log(w[idx]) - half_logdet + c - 0.5 * (nu + d) * torch.log1p(maha / nu), maha
+        return self._log_density(torch.log(w[idx]), 0.5 * torch.log(varc).sum(-1), maha, xb.shape[1]), maha
 
     def _pass(self, x, w, mu, var, stats: bool = True):
+        """The E-step of :class:`attacks.mixture_em.DiagonalMixture` after refreshing the candidates
+        (every ``refresh`` calls, and whenever the rows change)."""
         calls = getattr(self, "_calls", 0)
         cand = getattr(self, "_cand", None)
         if cand is None or cand.shape[0] != x.shape[0] or calls % max(1, int(self.refresh)) == 0:
-            cand = self._cand = nearest_means(x, mu, self.n_candidates)
+            self._cand = nearest_means(x, mu, self.n_candidates)
         self._calls = calls + 1
-        n, d = x.shape
-        k = mu.shape[0]
-        block = max(256, 2**22 // max(cand.shape[1] * d, 1))
-        ll = 0.0
-        nk, s0, s1, s2 = zero_stats(k, d)
-        worst = []
-        for s in range(0, n, block):
+        return super()._pass(x, w, mu, var, stats)
+
+    def _blocks(self, x, w, mu, var, cand=None):
+        """:meth:`attacks.mixture_em.DiagonalMixture._blocks` over each row's candidates (``cand``, by
+        default those of the current E-step)."""
+        cand = self._cand if cand is None else cand
+        block = _block_rows(cand.shape[1], x.shape[1])
+        for s in range(0, x.shape[0], block):
             xb, idx = x[s:s + block], cand[s:s + block]
-            logp, maha = self._candidate_logp(xb, idx, w, mu, var)
-            lse = torch.logsumexp(logp, dim=1)
-            ll += float(lse.double().sum())
-            if not stats:
-                continue
-            worst.append(lse)
-            r, ru = self._weights(logp, lse, maha, d)
-            flat = idx.reshape(-1)
-            nk.index_add_(0, flat, r.reshape(-1).double())
-            s0.index_add_(0, flat, ru.reshape(-1).double())
-            s1.index_add_(0, flat, (ru[:, :, None] * xb[:, None, :]).reshape(-1, d).double())
-            s2.index_add_(0, flat, (ru[:, :, None] * (xb * xb)[:, None, :]).reshape(-1, d).double())
-        return ll, (nk, s0, s1, s2, torch.cat(worst) if worst else None)
+            yield (xb, idx, *self._candidate_logp(xb, idx, w, mu, var))
+
+    @staticmethod
+    def _accumulate(acc, xb, idx, r, ru):
+        """Add a block's ``(b, m)`` responsibilities over its candidates ``idx`` to ``acc`` (scatter-add)."""
+        nk, s0, s1, s2 = acc
+        d = xb.shape[1]
+        flat = idx.reshape(-1)
+        nk.index_add_(0, flat, r.reshape(-1).double())
+        s0.index_add_(0, flat, ru.reshape(-1).double())
+        s1.index_add_(0, flat, (ru[:, :, None] * xb[:, None, :]).reshape(-1, d).double())
+        s2.index_add_(0, flat, (ru[:, :, None] * (xb * xb)[:, None, :]).reshape(-1, d).double())
 
     def _init(self, x, rng):
         self._cand, self._calls = None, 0  # every start recomputes its candidates
@@ -108,11 +107,8 @@ class CandidateMixture(DiagonalMixture):
         with torch.no_grad():
             for s in range(0, xt.shape[0], 65536):
                 xb = xt[s:s + 65536]
-                cand = nearest_means(xb, mu, self.n_candidates)
-                block = max(256, 2**22 // max(cand.shape[1] * xb.shape[1], 1))
-                for t in range(0, xb.shape[0], block):
-                    lp, _ = self._candidate_logp(xb[t:t + block], cand[t:t + block], w, mu, var)
+                for _, idx, lp, _ in self._blocks(xb, w, mu, var, nearest_means(xb, mu, self.n_candidates)):
                     top, arg = torch.topk(lp, m, dim=1)
-                    idx_out.append(torch.gather(cand[t:t + block], 1, arg).numpy())
+                    idx_out.append(torch.gather(idx, 1, arg).numpy())
                     logp_out.append((top - torch.logsumexp(lp, 1, keepdim=True)).numpy())
         return np.concatenate(idx_out).astype(np.int64), np.concatenate(logp_out).astype(np.float32)

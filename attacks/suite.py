@@ -15,7 +15,8 @@ Attack groups (``attacks=``):
   also the stronger adversary who knows the number of users (a deployment's user count is often
   public): ``clustering[auto][n_users known]`` and ``mixture_inversion[...][n_users known]`` (the
   latter only when the estimate differs); every clustering and mixture-inversion result states its
-  assumption in ``details["assumption"]``.
+  assumption in ``details["assumption"]``.  Where held-out likelihood alone chooses another count,
+  ``clustering[em][n_users held-out]`` is a second no-oracle adversary (:mod:`attacks.em`).
 * ``linkage``: nearest-neighbour and likelihood-ratio linkage of later sessions to session 0.
 * ``inversion``: mixture inversion (EM for the known or guessed family; the family and Beta's
   shared affine map are taken from the distributions file when given, as the system's public
@@ -278,15 +279,18 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
                 if id(attack) not in fitted:
                     attack.fit(pool)
                     fitted.add(id(attack))
-                if is_primary and hasattr(attack, "suite_summary") and not opts.get("known_n"):
+                main = not (opts.get("known_n") or opts.get("secondary"))
+                if is_primary and hasattr(attack, "suite_summary") and main:
                     attack.suite_summary(ctx)
                 if oracle is None:
                     continue
                 for r in attack.score(pool, oracle, distributions, **opts.get("score_kw", {})):
                     if "n_users" in opts:
                         r = _with_assumption(r, n_true if opts.get("known_n") else None, opts["n_users"])
+                    if opts.get("suffix"):
+                        r = replace(r, name=f"{r.name}{opts['suffix']}")
                     results.append(r)
-                if is_primary and getattr(attack, "finding_", None) and not opts.get("known_n"):
+                if is_primary and getattr(attack, "finding_", None) and main:
                     findings.append(attack.finding_)
     bar.close()
     if "n_users_estimated" not in summary and ctx.estimates:

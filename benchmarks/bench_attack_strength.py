@@ -9,11 +9,14 @@ parameters and, as matched attribution accuracy and its ratio to Bayes:
 * ``EM from the true partition``: the same estimator started at the oracle's partition (family-exact
   for Beta), a reference no adversary has: how close a likelihood-maximising plug-in attributor can
   get at all with this many uploads per user (the estimation ceiling; search cannot beat it by much);
-* with ``--auto``: ``clustering[auto][n_users known]`` (scikit-learn GMM, the suite's other clustering).
+* with ``--auto``: ``clustering[auto][n_users known]`` (scikit-learn GMM, the suite's other clustering);
+* with ``--suite``: the suite's clustering group (:func:`attacks.suite.run_attacks`, every clustering
+  attack and adversary it runs), its best "n_users known" and best no-oracle attribution: the
+  acceptance's "best attack the suite runs".
 
 Usage::
 
-    PYTHONPATH=. python benchmarks/bench_attack_strength.py [--size full|small] [--seeds 11,12] [--kinds ...] [--auto]
+    PYTHONPATH=. python benchmarks/bench_attack_strength.py [--size full|small] [--seeds 11,12] [--kinds ...] [--auto] [--suite]
 """
 
 from __future__ import annotations
@@ -59,12 +62,24 @@ def from_truth(sp, transform, family) -> float:
     return matched_correct(table) / truth.size
 
 
+def suite_best(sp, seed) -> dict:
+    """The suite's clustering group on the pool: best attribution with and without the oracle's count."""
+    from attacks.suite import run_attacks
+
+    rep = run_attacks(sp.pool, sp.oracle, sp.distributions, attacks="clustering", random_state=seed, progress=False)
+    acc = [(r.value, r.name) for r in rep.results if r.metric == "attribution_accuracy"]
+    known = max(v for v, n in acc if n.endswith("[n_users known]"))
+    free = max((v, n) for v, n in acc if not n.endswith("[n_users known]"))
+    return {"suite best [n_users known]": known, f"suite best no-oracle ({free[1]})": free[0]}
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="full", choices=("full", "small"))
     ap.add_argument("--seeds", default="11")
     ap.add_argument("--kinds", default=",".join(KINDS))
     ap.add_argument("--auto", action="store_true", help="also clustering[auto] with n_users known (slow at 200 users)")
+    ap.add_argument("--suite", action="store_true", help="also the suite's clustering group: its best known-n and no-oracle rows")
     args = ap.parse_args(argv)
     for kind in args.kinds.split(","):
         for seed in [int(s) for s in args.seeds.split(",")]:
@@ -82,6 +97,8 @@ def main(argv=None) -> None:
             est = EMAttribution(transform=transform, family=family, random_state=seed).fit(sp.pool)
             rows["clustering[em] (no oracle)"] = accuracy(est, sp)
             rows["EM from the true partition"] = from_truth(sp, transform, family)
+            if args.suite:
+                rows.update(suite_best(sp, seed))
             parts = "  ".join(f"{k} {v:.3f} ({v / sp.bayes:.2f})" for k, v in rows.items())
             print(f"{kind} seed {seed}: n={sp.pool.n} users={sp.n_users} bayes={sp.bayes:.3f}  {parts}  "
                   f"n_users estimated {est.n_users_estimated_} range {list(est.n_users_range_)} "

@@ -14,7 +14,8 @@ falls back to brute force).  For every pool, in the same process and on the same
   each as a ratio to the scikit-learn brute-force time (acceptance: <= 2 at 200k x 64, 2,000 users).
 
 ``--memory`` runs the default suite on a 1,000,000 x 32 pool of 1,000 users in a subprocess and
-reports its peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; acceptance < 4 GB).
+reports its peak resident memory (``resource.getrusage(RUSAGE_SELF).ru_maxrss``; acceptance < 4 GB);
+``--memory-no-oracle`` also without the oracle (no scoring; the oracle-free risk summary).
 
 Sizes: the default is the issue's 200,000 x 64 at 1,000 and 5,000 users; ``--quick`` uses 80,000
 rows (64,000 references: the pruned search engages from 50,000) and a 125,000-row memory pool, so
@@ -110,22 +111,25 @@ make_pool = bench.make_pool
 from attacks.suite import run_attacks
 pool, oracle = make_pool({users}, {rows}, {dim}, 0, 0.5)
 t = time.perf_counter()
-run_attacks(pool, oracle, progress=False)
+run_attacks(pool, {oracle}, progress=False)
 print(time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20)
 """
 
 
-def bench_memory(args) -> dict:
+def bench_memory(args, oracle: bool = True) -> dict:
+    """Peak RSS of the default suite on the memory pool, in a subprocess; ``oracle=False``: without the
+    oracle (the auditor holding only the uploads: no scoring, the oracle-free risk summary instead)."""
     import os
 
     rows = 1_000_000 // (8 if args.quick else 1)
-    code = _MEMORY_CHILD.format(path=os.path.abspath(__file__), users=1000, rows=rows, dim=32)
+    code = _MEMORY_CHILD.format(path=os.path.abspath(__file__), users=1000, rows=rows, dim=32,
+                                oracle="oracle" if oracle else "None")
+    name = f"{rows} x 32, 1000 users" + ("" if oracle else ", no oracle")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     if proc.returncode:
-        return {"pool": f"{rows} x 32, 1000 users", "error": proc.stderr.strip().splitlines()[-1:]}
+        return {"pool": name, "error": proc.stderr.strip().splitlines()[-1:]}
     secs, gib = map(float, proc.stdout.split()[-2:])
-    return {"pool": f"{rows} x 32, 1000 users", "default_suite_s": secs, "peak_rss_gib": gib,
-            "under_4_gib": gib < 4.0}
+    return {"pool": name, "default_suite_s": secs, "peak_rss_gib": gib, "under_4_gib": gib < 4.0}
 
 
 def main(argv=None) -> int:
@@ -140,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--groups", nargs="*", default=[], help="suite attack groups to time (clustering linkage)")
     ap.add_argument("--memory", action="store_true", help="peak memory of the default suite on 1M x 32")
     ap.add_argument("--memory-only", action="store_true", help="--memory without the timed pools")
+    ap.add_argument("--memory-no-oracle", action="store_true",
+                    help="with --memory: also the memory pool without the oracle (oracle-free risk path)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
@@ -162,6 +168,8 @@ def main(argv=None) -> int:
                         _print(rows[-1])
     if args.memory:
         rows.append(bench_memory(args))
+        if args.memory_no_oracle:
+            rows.append(bench_memory(args, oracle=False))
         if not args.json:
             _print(rows[-1])
     if args.json:

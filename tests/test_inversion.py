@@ -189,6 +189,9 @@ def test_mixture_inversion_validates():
         MixtureInversion(n_components=10**6).fit(pool)
     with pytest.raises(InputError, match="before fit"):
         MixtureInversion().score(pool, oracle)
+    with pytest.raises(InputError, match="mixture_cache must be a dict"):
+        MixtureInversion(n_components=2, mixture_cache=[]).fit(pool)
+    assert MixtureInversion(n_components=2, n_init=1, mixture_cache={}).fit(pool).labels_.shape == (pool.n,)
 
 
 # --------------------------------------------------------------------------- attribute inference

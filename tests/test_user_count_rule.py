@@ -13,7 +13,7 @@ import torch
 
 from attack_pools import make_pool
 from attacks.em import EMAttribution, em_features
-from attacks.mixture_order import combine_user_counts
+from attacks.mixture_order import combine_user_counts, information_criterion
 from attacks.oracle_free import estimate_users
 
 
@@ -27,6 +27,19 @@ from attacks.oracle_free import estimate_users
 ])
 def test_rule_table(aic, bic, heldout, expected):
     assert combine_user_counts(aic, bic, heldout) == expected
+
+
+def test_information_criterion_is_the_mixtures_bic_and_aic():
+    """The one AIC/BIC of the small-pool and scale user counts: BIC equals DiagonalMixture.bic (free
+    diagonal variances, p = (k - 1) + 2 k d), AIC's penalty is 2 p."""
+    from attacks.mixture_em import DiagonalMixture
+
+    x = np.random.default_rng(0).normal(size=(120, 3)).astype(np.float32)
+    m = DiagonalMixture(4, n_init=1, max_iter=5).fit(x)
+    assert information_criterion(m.log_likelihood_, 4, 3, 120, "bic") == pytest.approx(m.bic(120, 3))
+    assert information_criterion(-10.0, 4, 3, 120, "aic") == pytest.approx(20.0 + 2 * (3 + 24))
+    with pytest.raises(ValueError, match="criterion"):
+        information_criterion(-10.0, 4, 3, 120, "hqc")
 
 
 @pytest.mark.parametrize("seed", [11, 12, 13])

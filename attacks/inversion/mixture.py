@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from collections.abc import MutableMapping
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -150,6 +151,9 @@ class MixtureInversion(Attack):
             est.parametric_spec(self.family)
         if self.n_components is not None and not 1 <= int(self.n_components) <= pool.n:
             raise InputError(f"n_components must be between 1 and the pool size {pool.n}, got {self.n_components}")
+        if self.mixture_cache is not None and not isinstance(self.mixture_cache, MutableMapping):
+            raise InputError(f"mixture_cache must be a dict (the suite's shared fits) or None, "
+                             f"got {type(self.mixture_cache).__name__}")
         rng = check_random_state(self.random_state)
         self.family_ = guess_family(pool.embedding, self.transform) if guess else self.family
         self.spec_ = est.parametric_spec(self.family_)
