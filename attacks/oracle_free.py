@@ -66,7 +66,7 @@ def _normal_interval(value: float, influence: np.ndarray, confidence: float) -> 
     from scipy.stats import norm
 
     half = float(norm.ppf(0.5 + confidence / 2.0)) * float(np.std(influence)) / np.sqrt(max(influence.size, 1))
-    return value - half, value + half
+    return float(value - half), float(value + half)
 
 
 def attribution_risk(max_posterior: np.ndarray, weights: np.ndarray, n_users_range, rng,
