@@ -191,8 +191,9 @@ def combine_user_counts(k_aic: int, k_bic: int, k_heldout: int) -> int:
     exceeds BIC's, and also when BIC alone finds a single user but AIC more.  One user is the
     "no structure, safe" verdict, so the auditor takes it only where AIC agrees: on 6 strongly
     overlapping Gaussian users (80 uploads, 8-d; Bayes accuracy 0.49-0.58) BIC says 1 in every
-    seed and held-out likelihood 1-3, which scored the no-oracle attack at chance (0.31-0.34 of
-    Bayes) where AIC's 3-4 components reach 0.64-0.74.  On single-Gaussian pools of 480 rows or
+    seed and held-out likelihood 1-3; where both said 1 (tests/attack_pools.py ``overlap``, seeds 11
+    and 12) the no-oracle attack sat at chance (0.31-0.34 of Bayes), where AIC's 3-4 components reach
+    0.64-0.74.  On single-Gaussian pools of 480 rows or
     more AIC also finds 1 (tests/test_user_count_rule.py).
     """
     k_aic, k_bic, k_heldout = int(k_aic), int(k_bic), int(k_heldout)

@@ -147,8 +147,9 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
 
     ``n_users``/``n_users_range``: a user-count estimate already computed (else held-out likelihood).
     Large pools (:func:`attacks.scale.at_scale`): the mixtures are fitted on row subsamples and the
-    posteriors kept sparse (top-m, :mod:`attacks.scale`; ``mixture_cache``: the suite's fits), so
-    that nothing ``uploads x users`` is held.
+    posteriors kept sparse (top-m, :mod:`attacks.scale`; ``mixture_cache``: the suite's fits, which the
+    attribution shares; the linkage mixture is fitted on the references alone), so that nothing
+    ``uploads x users`` is held.
     """
     from attacks.em import EMAttribution
     from attacks.linkage import split_queries
@@ -167,7 +168,7 @@ def oracle_free_risk(pool, features: str = "embedding", transform=None, n_users:
     em = EMAttribution(n_users=int(n_users), features=features, transform=transform, n_init=2,
                        mixture_cache=mixture_cache, random_state=seed_int(rng, 31)).fit(pool)
     out = {"features": features, "n_users_estimated": int(em.n_users_estimated_), "n_users_range": k_range,
-           "n_users_method": "held-out log-likelihood of MAP-EM mixtures (Smyth 2000)" if given is None else given, "variant": em.variant_,
+           "n_users_method": "BIC/AIC of MAP-EM mixtures (attacks.mixture_order.combine_user_counts; held-out likelihood, Smyth 2000: underfit test and range)" if given is None else given, "variant": em.variant_,
            "attribution": attribution_risk(em.max_posterior_, em.model_.weights_, k_range, rng, n_boot, confidence),
            "confidence": confidence, "definition": DEFINITION}
     ref, qry, split = split_queries(pool, rng)

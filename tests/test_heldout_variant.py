@@ -14,7 +14,7 @@ from attacks.suite import run_attacks
 from idfree_core.uploads import UserDistributions, anonymize
 
 
-def giant_pool(seed: int, small: int = 25, per_small: int = 15, giant: int = 1500, dim: int = 10):
+def giant_pool(seed: int, small: int = 25, per_small: int = 15, giant: int = 1500, dim: int = 10, text: bool = False):
     """One user with ``giant`` uploads, ``small`` users with ``per_small``; anisotropic Gaussians."""
     g = torch.Generator().manual_seed(seed)
     n_users = small + 1
@@ -27,8 +27,10 @@ def giant_pool(seed: int, small: int = 25, per_small: int = 15, giant: int = 150
     bayes = float((logp.argmax(1) == rows).mean())
     names = np.asarray([f"u{u:03d}" for u in range(n_users)])
     rng = np.random.default_rng(seed)
+    words = np.array("the a movie film good bad plot actor scene great".split())
+    texts = [" ".join(rng.choice(words, 5)) for _ in rows] if text else None
     pool, oracle = anonymize(x.numpy().astype(np.float32), names[rows], session=(rng.random(rows.size) < 0.3).astype(int),
-                             rng=rng)
+                             text=texts, rng=rng)
     dists = UserDistributions("gaussian", tuple(names), {"mean": mean.numpy(), "std": std.numpy()})
     return pool, oracle, dists, bayes
 
@@ -55,3 +57,14 @@ def test_no_heldout_adversary_when_the_counts_agree(monkeypatch):
     rep = run_attacks(pool, oracle, dists, attacks="clustering", random_state=0, progress=False)
     names = {r.name for r in rep.results}
     assert "clustering[em]" in names and not any("held-out" in n for n in names)
+
+
+def test_no_heldout_adversary_under_features_both(monkeypatch):
+    """Under features="both" the joint features have no held-out count, so the single-modality rows get no
+    held-out adversary either (the rows of the three feature sets stay comparable)."""
+    pool, oracle, dists, _ = giant_pool(3, small=8, per_small=30, giant=300, text=True)
+    monkeypatch.setattr(oracle_free, "estimate_users",
+                        lambda x, random_state=0: (9, (4, 9), {"aic": 9, "bic": 5, "heldout": 4}))
+    rep = run_attacks(pool, oracle, dists, attacks="clustering", features="both", random_state=0, progress=False)
+    assert {r.features for r in rep.results} == {"embedding", "text", "both"}
+    assert not any("held-out" in r.name for r in rep.results)
