@@ -130,8 +130,10 @@ class EMAttribution(Attack):
                                                      family=family, mixture_cache=ctx.fits, random_state=ctx.seed())
             out.append((known, {"n_users": ctx.n_users_method, "known_n": True}))
         # the primary feature set only: under features="both" the single-modality rows stay comparable
-        # to the joint ones (no held-out count for the joint features, so no variant for any of them)
-        k_ho = ctx.heldout[features][2].get("heldout") if features in ctx.heldout and features == ctx.features else None
+        # to the joint ones (no held-out count for the joint features, so no variant for any of them);
+        # only when its rows are scored (with an oracle): it feeds no oracle-free summary
+        primary = features in ctx.heldout and features == ctx.features and ctx.oracle is not None
+        k_ho = ctx.heldout[features][2].get("heldout") if primary else None
         if k_ho is not None and k_ho >= 2 and k_ho not in (k, ctx.n_true):
             out.append((spec(n_users=int(k_ho), features=features, transform=transform, family=family,
                              mixture_cache=ctx.fits, random_state=ctx.seed()),

@@ -68,3 +68,17 @@ def test_no_heldout_adversary_under_features_both(monkeypatch):
     rep = run_attacks(pool, oracle, dists, attacks="clustering", features="both", random_state=0, progress=False)
     assert {r.features for r in rep.results} == {"embedding", "text", "both"}
     assert not any("held-out" in r.name for r in rep.results)
+
+
+def test_no_heldout_adversary_without_an_oracle(monkeypatch):
+    """Without an oracle nothing would score it: it is not fitted."""
+    from attacks.em import EMAttribution
+
+    pool, _, dists, _ = giant_pool(1, small=8, per_small=30, giant=300)
+    monkeypatch.setattr(oracle_free, "estimate_users",
+                        lambda x, random_state=0: (9, (4, 9), {"aic": 9, "bic": 5, "heldout": 4}))
+    fitted = []
+    real_fit = EMAttribution.fit
+    monkeypatch.setattr(EMAttribution, "fit", lambda self, p: fitted.append(self.n_users) or real_fit(self, p))
+    run_attacks(pool, None, dists, attacks="clustering", random_state=0, progress=False)
+    assert fitted and 4 not in fitted, fitted
