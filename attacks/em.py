@@ -73,11 +73,26 @@ def em_features(pool, features: str = "embedding", transform=None, random_state=
     return gaussianize(x).astype(np.float32)
 
 
+BOOTSTRAP_MAX_ROWS = 50000  # above: normal (delta-method) intervals, to which the bootstrap of a smooth
+# statistic of means converges, at O(n) instead of O(n_boot n) (1M rows: 3.2 GB of weights, minutes of multinomials)
+
+
+def normal_interval(value: float, influence: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """``value +- z sd(influence) / sqrt(n)``: the delta-method interval from per-row influence values."""
+    from scipy.stats import norm
+
+    half = float(norm.ppf(0.5 + confidence / 2.0)) * float(np.std(influence)) / np.sqrt(max(influence.size, 1))
+    return float(value - half), float(value + half)
+
+
 def bootstrap_mean(values: np.ndarray, rng, n_boot: int = 400, confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean of ``values`` (multinomial reweighting, vectorised)."""
+    """Percentile bootstrap CI of the mean of ``values`` (multinomial reweighting, vectorised); above
+    ``BOOTSTRAP_MAX_ROWS`` values the normal interval (:func:`normal_interval`)."""
     v = np.asarray(values, dtype=np.float64)
     if v.size < 2:
         return (float(v.mean()) if v.size else 0.0,) * 2
+    if v.size > BOOTSTRAP_MAX_ROWS:
+        return normal_interval(float(v.mean()), v, confidence)
     w = rng.multinomial(v.size, np.full(v.size, 1.0 / v.size), size=n_boot)
     means = w @ v / v.size
     tail = (1 - confidence) / 2
@@ -196,9 +211,9 @@ class EMAttribution(Attack):
         self.max_posterior_ = np.exp(fit.top_log_posterior[:, 0].astype(np.float64))
         self.n_users_estimated_ = k
         self.expected_accuracy_ = float(self.max_posterior_.mean())
-        half = 1.959964 * float(self.max_posterior_.std()) / np.sqrt(self.max_posterior_.size)
-        self.expected_accuracy_ci_ = (self.expected_accuracy_ - half, self.expected_accuracy_ + half)  # normal (CLT) interval:
-        return self  # at this size the percentile bootstrap of a mean agrees with it and costs O(n_boot n)
+        # normal (CLT) interval at any size here: the percentile bootstrap of a mean agrees with it and costs O(n_boot n)
+        self.expected_accuracy_ci_ = normal_interval(self.expected_accuracy_, self.max_posterior_)
+        return self
 
     def _refine_with_family(self, pool, x) -> None:
         """Family-exact EM from the Gaussian partition, kept if its likelihood is higher (module doc)."""

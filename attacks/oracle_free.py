@@ -25,7 +25,7 @@ it attributes and links (:func:`oracle_free_risk`):
   bootstrap over queries.  A single-component model gives ``G = 1`` everywhere and risk 0.
 * **Large pools** (:func:`attacks.scale.at_scale`): the mixtures are fitted on row subsamples with
   top-m sparse posteriors (:mod:`attacks.scale`, :func:`sparse_linkage_risk`), and above
-  ``BOOTSTRAP_MAX_ROWS`` rows the intervals are normal (delta-method) ones, to which the bootstrap of
+  :data:`attacks.em.BOOTSTRAP_MAX_ROWS` rows the intervals are normal (delta-method) ones, to which the bootstrap of
   these smooth functions of means converges, at ``O(n)`` instead of ``O(n_boot n)``.
 
 These are model-based self-assessments: they are as good as the mixture is calibrated, which the
@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from attacks import em as em_module
+from attacks.em import bootstrap_mean
 from idfree_core.seeding import check_random_state, seed_int
 
 DEFINITION = ("model-based (no oracle): attribution = mean max posterior of the fitted mixture vs chance max weight; "
@@ -48,10 +50,6 @@ def _risk(rate: float, control: float) -> float:
     return 0.0 if control >= 1.0 - 1e-9 else float((rate - control) / (1.0 - control))
 
 
-BOOTSTRAP_MAX_ROWS = 50000  # above: the normal (delta-method) interval, which the bootstrap of these
-# smooth statistics of means approaches, at O(n) instead of O(n_boot n) (1M rows: minutes of multinomials)
-
-
 def _bootstrap(fn, n: int, rng, n_boot: int, confidence: float) -> tuple[float, float]:
     """Percentile interval of ``fn(weights)`` over multinomial reweightings of ``n`` rows."""
     w = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64) / n
@@ -61,24 +59,13 @@ def _bootstrap(fn, n: int, rng, n_boot: int, confidence: float) -> tuple[float, 
     return float(lo), float(hi)
 
 
-def _normal_interval(value: float, influence: np.ndarray, confidence: float) -> tuple[float, float]:
-    """``value +- z sd(influence) / sqrt(n)``: the delta-method interval from per-row influence values."""
-    from scipy.stats import norm
-
-    half = float(norm.ppf(0.5 + confidence / 2.0)) * float(np.std(influence)) / np.sqrt(max(influence.size, 1))
-    return float(value - half), float(value + half)
-
-
 def attribution_risk(max_posterior: np.ndarray, weights: np.ndarray, n_users_range, rng,
                      n_boot: int = 400, confidence: float = 0.95) -> dict:
     """Expected attribution accuracy of the MAP rule and its normalised risk (module doc)."""
     p = np.asarray(max_posterior, dtype=np.float64)
     chance = float(np.max(weights))
     acc = float(p.mean())
-    if p.size > BOOTSTRAP_MAX_ROWS:
-        lo, hi = _normal_interval(acc, p, confidence)
-    else:
-        lo, hi = _bootstrap(lambda w: float(w @ p), p.size, rng, n_boot, confidence)
+    lo, hi = bootstrap_mean(p, rng, n_boot, confidence)
     lo, hi = min(lo, acc), max(hi, acc)
     if int(n_users_range[0]) <= 1:
         lo = min(lo, chance)
@@ -131,8 +118,8 @@ def _link_rates(best: np.ndarray, control_q: np.ndarray, n_references: int, rng,
         return _risk(float(w @ best), float(w @ control_q))
 
     value = _risk(attack, control)
-    if best.size > BOOTSTRAP_MAX_ROWS and control < 1.0 - 1e-9:  # delta method for (A - C) / (1 - C)
-        lo, hi = _normal_interval(value, (best - attack) / (1.0 - control)
+    if best.size > em_module.BOOTSTRAP_MAX_ROWS and control < 1.0 - 1e-9:  # delta method for (A - C) / (1 - C)
+        lo, hi = em_module.normal_interval(value, (best - attack) / (1.0 - control)
                                   + (attack - 1.0) / (1.0 - control) ** 2 * (control_q - control), confidence)
     else:
         lo, hi = _bootstrap(risk, best.size, rng, n_boot, confidence)

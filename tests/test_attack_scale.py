@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from attacks import em as em_module
 from attacks import linkage, scale
 from attacks.clustering import ClusteringAttack
 from attacks.knn import topk_inner
@@ -128,7 +129,7 @@ def test_oracle_free_risk_at_scale_is_sparse_and_matches_the_dense_path(small_sc
     from attacks.mixture_em import DiagonalMixture
 
     pool, _ = _pool(n_users=20, per_user=50, noise=0.3, seed=3)
-    monkeypatch.setattr(oracle_free, "BOOTSTRAP_MAX_ROWS", 100)
+    monkeypatch.setattr(em_module, "BOOTSTRAP_MAX_ROWS", 100)
     calls = []
     monkeypatch.setattr(DiagonalMixture, "predict_proba", lambda self, x: calls.append(x.shape) or 1 / 0)
     at = oracle_free.oracle_free_risk(pool, n_users=20, n_users_range=(15, 25), random_state=0)
@@ -166,7 +167,20 @@ def test_delta_method_interval_matches_the_bootstrap(monkeypatch):
     best = rng.beta(6, 2, 4000)
     control = np.clip(0.3 * best + rng.beta(2, 8, 4000), 0, 0.99)
     boot = oracle_free._link_rates(best, control, 500, np.random.default_rng(0), 2000, 0.95)["risk_ci"]
-    monkeypatch.setattr(oracle_free, "BOOTSTRAP_MAX_ROWS", 100)
+    monkeypatch.setattr(em_module, "BOOTSTRAP_MAX_ROWS", 100)
     normal = oracle_free._link_rates(best, control, 500, np.random.default_rng(0), 2000, 0.95)["risk_ci"]
+    width = boot[1] - boot[0]
+    assert abs(normal[0] - boot[0]) < 0.1 * width and abs(normal[1] - boot[1]) < 0.1 * width, (normal, boot)
+
+
+def test_bootstrap_mean_is_normal_above_the_row_limit(monkeypatch):
+    """Above BOOTSTRAP_MAX_ROWS the mean's interval is the normal one (no n_boot x n weights), agreeing with
+    the bootstrap below it."""
+    rng = np.random.default_rng(3)
+    v = rng.beta(2, 5, 4000)
+    boot = em_module.bootstrap_mean(v, np.random.default_rng(0), n_boot=2000)
+    monkeypatch.setattr(em_module, "BOOTSTRAP_MAX_ROWS", 100)
+    normal = em_module.bootstrap_mean(v, object(), n_boot=2000)  # a generator that cannot draw: none drawn
+    assert normal == em_module.normal_interval(float(v.mean()), v)
     width = boot[1] - boot[0]
     assert abs(normal[0] - boot[0]) < 0.1 * width and abs(normal[1] - boot[1]) < 0.1 * width, (normal, boot)
