@@ -147,8 +147,7 @@ class EMAttribution(Attack):
         # the primary feature set only: under features="both" the single-modality rows stay comparable
         # to the joint ones (no held-out count for the joint features, so no variant for any of them);
         # only when its rows are scored (with an oracle): it feeds no oracle-free summary
-        primary = features in ctx.heldout and features == ctx.features and ctx.oracle is not None
-        k_ho = ctx.heldout[features][2].get("heldout") if primary else None
+        k_ho = ctx.n_users_by(features).get("heldout") if features == ctx.features and ctx.oracle is not None else None
         if k_ho is not None and k_ho >= 2 and k_ho not in (k, ctx.n_true):
             out.append((spec(n_users=int(k_ho), features=features, transform=transform, family=family,
                              mixture_cache=ctx.fits, random_state=ctx.seed()),

@@ -200,3 +200,12 @@ def combine_user_counts(k_aic: int, k_bic: int, k_heldout: int) -> int:
     if k_heldout > k_bic or (k_bic <= 1 < k_aic):
         return k_aic
     return k_bic
+
+
+def user_count_estimate(k_aic: int, k_bic: int, k_heldout: int, heldout_range) -> tuple[int, tuple[int, int], dict]:
+    """``(k, (k_lo, k_hi), by)`` of :func:`attacks.oracle_free.estimate_users`: ``k`` by
+    :func:`combine_user_counts`, the range spanning ``k`` and held-out likelihood's two-standard-error
+    range, ``by`` each criterion's choice."""
+    k = combine_user_counts(k_aic, k_bic, k_heldout)
+    lo, hi = heldout_range
+    return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_heldout)}

@@ -195,7 +195,7 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
     standard errors of the best; ``by``: each criterion's choice.  Large pools (:func:`attacks.scale.at_scale`
     with ``k_max``): the same rule from one coarse held-out search (:func:`attacks.scale.estimate_users_at_scale`).
     """
-    from attacks.mixture_order import combine_user_counts, estimate_n_components, penalized_n_components
+    from attacks.mixture_order import estimate_n_components, penalized_n_components, user_count_estimate
     from attacks.scale import at_scale, estimate_users_at_scale
 
     rng = check_random_state(random_state)
@@ -205,8 +205,7 @@ def estimate_users(x: np.ndarray, random_state=0) -> tuple[int, tuple[int, int],
     k_ho, (lo, hi), _ = estimate_n_components(x, k_max=k_max, random_state=seed_int(rng, 31), rule="one_se")
     crit = penalized_n_components(x, k_max=k_max, random_state=seed_int(rng, 31))
     k_aic, k_bic = crit["aic"][0], crit["bic"][0]
-    k = combine_user_counts(k_aic, k_bic, k_ho)
-    return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
+    return user_count_estimate(k_aic, k_bic, k_ho, (lo, hi))
 
 
 def _auto_transform(pool, features: str):

@@ -94,7 +94,7 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     (``p = (k - 1) + 2 k d``) from the training log-likelihoods of the same fits (candidate-restricted:
     a lower bound, tight when each row's posterior lies within its candidates).
     ``k <= 0.75 HELDOUT_MAX_N / HELDOUT_ROWS_PER_COMPONENT`` (3,000)."""
-    from attacks.mixture_order import OrderSearch, combine_user_counts, estimate_n_components, information_criterion
+    from attacks.mixture_order import OrderSearch, estimate_n_components, information_criterion, user_count_estimate
 
     cap = int(0.75 * HELDOUT_MAX_N) // HELDOUT_ROWS_PER_COMPONENT
     fits: dict = {}
@@ -106,8 +106,7 @@ def estimate_users_at_scale(x: np.ndarray, k_max: int, random_state=0) -> tuple[
     crit = {name: {k: information_criterion(ll, k, d, n, name) for k, (ll, n) in fits.items()}
             for name in ("aic", "bic")}
     k_aic, k_bic = (min(crit[c], key=crit[c].get) if crit[c] else k_ho for c in ("aic", "bic"))
-    k = combine_user_counts(k_aic, k_bic, k_ho)
-    return int(k), (int(min(k, lo)), int(max(k, hi))), {"aic": int(k_aic), "bic": int(k_bic), "heldout": int(k_ho)}
+    return user_count_estimate(k_aic, k_bic, k_ho, (lo, hi))
 
 
 def fingerprint(x: np.ndarray) -> str:

@@ -165,7 +165,7 @@ class SuiteContext:
             k, (lo, hi) = self.n_users_heldout(features)
             self.estimates[features] = (k, {})
             self.summary.setdefault("n_users_range", [int(lo), int(hi)])
-            self.summary.setdefault("n_users_by", {**self.heldout[features][2], "chosen": int(k)})
+            self.summary.setdefault("n_users_by", {**self.n_users_by(features), "chosen": int(k)})
         return self.estimates[features][0]
 
     def transform(self, features: str):
@@ -190,6 +190,10 @@ class SuiteContext:
             x = em_features(self.pool, features, transform, random_state=self.seed())
             self.heldout[features] = estimate_users(x, random_state=self.seed())
         return self.heldout[features][:2]
+
+    def n_users_by(self, features: str) -> dict[str, int]:
+        """Each criterion's user count behind :meth:`n_users_heldout` (``{}`` before it ran for ``features``)."""
+        return self.heldout[features][2] if features in self.heldout else {}
 
     def n_references(self) -> int:
         """Reference rows of the linkage split (session 0, or half the pool)."""
