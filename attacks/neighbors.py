@@ -168,10 +168,8 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
         del qc, plane
         need = (lower <= upper[:, None]) & ~first
         del lower, first
-        scans = need.to(torch.float32) @ counts_f
-        wide = scans > fallback_fraction * n
-        fraction = (computed + float(torch.where(wide, float(n), scans).sum())) / float(b * n)
-        if s == 0 and m > 8192 and (float(wide.float().mean()) > 0.5 or fraction > BRUTE_ABOVE):  # brute pays
+        wide, brute_pays = _brute_pays(need.to(torch.float32) @ counts_f, n, fallback_fraction, computed)
+        if s == 0 and m > 8192 and brute_pays:
             stats.update(distance_fraction=(computed + m * n) / float(m * n), fallback_fraction=1.0)
             return _finish(*brute(q), metric, stats, return_stats)
         need[wide] = False
@@ -238,9 +236,17 @@ def _pruning_pays(sub, centres, assign, probe, k, fallback_fraction, full=None) 
     cc = torch.cdist(centres, centres).clamp_min_(1e-12)
     plane = (qc * qc - qc.gather(1, home[:, None]) ** 2) / (2.0 * cc[home])
     need = (torch.maximum(qc - radius, plane) <= kth[:, None]).to(torch.float32) @ cnt.to(torch.float32)
-    wide = need > fallback_fraction * sub.shape[0]
-    fraction = float(torch.where(wide, float(sub.shape[0]), need).mean()) / sub.shape[0]
-    return float(wide.float().mean()) <= 0.5 and fraction <= BRUTE_ABOVE
+    return not _brute_pays(need, sub.shape[0], fallback_fraction)[1]
+
+
+def _brute_pays(scans: torch.Tensor, n: int, fallback_fraction: float, computed: float = 0.0) -> tuple[torch.Tensor, bool]:
+    """``(wide, brute)`` for queries that would scan ``scans`` of ``n`` references: ``wide`` the queries
+    above ``fallback_fraction n`` (searched by brute force), ``brute`` whether brute force for all of them
+    is cheaper, i.e. more than half are wide or, with ``computed`` distances already spent, the search
+    would compute more than ``BRUTE_ABOVE`` of the ``len(scans) n`` distances (module doc)."""
+    wide = scans > fallback_fraction * n
+    fraction = (computed + float(torch.where(wide, float(n), scans).sum())) / float(scans.shape[0] * n)
+    return wide, float(wide.float().mean()) > 0.5 or fraction > BRUTE_ABOVE
 
 
 def _finish(idx, dist, metric, stats, return_stats):
