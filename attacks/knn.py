@@ -51,6 +51,16 @@ def _threads(threads):
     return _Ctx()
 
 
+def _prepared(queries, refs, k: int, metric: str) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Float32 query and reference tensors (unit rows for ``metric="cosine"``, where ``1 - cos`` is half the
+    squared Euclidean distance) and ``k`` capped at the number of references: the searches' common prelude."""
+    q, r = _tensor(queries), _tensor(refs)
+    if metric == "cosine":
+        q = torch.nn.functional.normalize(q, dim=1)
+        r = torch.nn.functional.normalize(r, dim=1)
+    return q, r, int(min(k, r.shape[0]))
+
+
 def knn_blocked(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "euclidean",
                 block_size: int | None = None, threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact ``k`` nearest references per query: ``(indices (m, k), distances (m, k))``, nearest first.
@@ -60,11 +70,7 @@ def knn_blocked(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "eu
     block holds about 2^26 distances (256 MiB of float32): skinny blocks make the GEMM inefficient.
     """
     check_metric(metric)
-    q, r = _tensor(queries), _tensor(refs)
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        r = torch.nn.functional.normalize(r, dim=1)
-    k = int(min(k, r.shape[0]))
+    q, r, k = _prepared(queries, refs, k, metric)
     block_size = int(block_size) if block_size else int(np.clip(2**26 // max(r.shape[0], 1), 64, 4096))
     r2 = (r * r).sum(dim=1)
     rt = r.T.contiguous()
@@ -102,11 +108,7 @@ def knn_brute(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "eucl
         return knn_blocked(queries, refs, k, metric, threads=threads)
     import faiss
 
-    q, r = _tensor(queries), _tensor(refs)
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        r = torch.nn.functional.normalize(r, dim=1)
-    k = int(min(k, r.shape[0]))
+    q, r, k = _prepared(queries, refs, k, metric)
     if threads:
         faiss.omp_set_num_threads(int(threads))
     else:
@@ -121,11 +123,7 @@ def knn_brute(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "eucl
 def _knn_sklearn(queries, refs, k: int, metric: str) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.neighbors import NearestNeighbors
 
-    q, r = _tensor(queries), _tensor(refs)
-    if metric == "cosine":
-        q = torch.nn.functional.normalize(q, dim=1)
-        r = torch.nn.functional.normalize(r, dim=1)
-    k = int(min(k, r.shape[0]))
+    q, r, k = _prepared(queries, refs, k, metric)
     dist, idx = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(r.numpy()).kneighbors(q.numpy())
     dist = dist.astype(np.float32)
     return idx.astype(np.int64), (dist * dist / 2.0 if metric == "cosine" else dist)
