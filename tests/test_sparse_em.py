@@ -50,3 +50,27 @@ def test_nearest_means_and_top_posteriors():
     assert idx.shape == (xs.shape[0], 2) and np.all(logp[:, 0] >= logp[:, 1]) and np.all(logp <= 1e-6)
     with pytest.raises(ValueError):
         CandidateMixture(0).fit(xs)
+
+
+def test_accumulate_sparse_product_matches_per_candidate_scatter_adds():
+    import torch
+    g = torch.Generator().manual_seed(3)
+    k, b, m, d = 9, 40, 4, 5
+    xb, idx = torch.randn(b, d, generator=g), torch.randint(0, k, (b, m), generator=g)
+    r = torch.rand(b, m, generator=g)
+    ru = r * torch.rand(b, m, generator=g)
+    acc = [torch.zeros(k, dtype=torch.float64), torch.zeros(k, dtype=torch.float64),
+           torch.zeros(k, d, dtype=torch.float64), torch.zeros(k, d, dtype=torch.float64)]
+    CandidateMixture._accumulate(acc, xb, idx, r, ru)
+    want = [torch.zeros_like(a) for a in acc]
+    x64, r64, u64 = xb.double(), r.double(), ru.double()
+    for i in range(b):
+        for j in range(m):
+            c = int(idx[i, j])
+            want[0][c] += r64[i, j]
+            want[1][c] += u64[i, j]
+            want[2][c] += u64[i, j] * x64[i]
+            want[3][c] += u64[i, j] * x64[i] ** 2
+    for got, ref in zip(acc, want):
+        assert torch.allclose(got, ref, rtol=1e-6, atol=1e-9)
+    assert float(acc[2].abs().sum()) > 0
