@@ -184,7 +184,7 @@ class RegisteredAttack:
 
 ATTACK_REGISTRY: dict[str, RegisteredAttack] = {}
 # modules whose import registers attacks (imported by registered_attacks(): no import cycles here)
-ATTACK_MODULES = ("attacks.clustering", "attacks.em", "attacks.linkage", "attacks.inversion")
+ATTACK_MODULES = ("attacks.clustering", "attacks.em", "attacks.collapsed", "attacks.linkage", "attacks.inversion")
 
 
 def register_attack(name: str, cls: type, *, group: str, needs_oracle: bool = False, features=("embedding",),

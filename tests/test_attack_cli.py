@@ -177,4 +177,5 @@ def test_console_entry_point_end_to_end(files):
     names = {r["name"] for r in data["attacks"]}
     assert names - {"clustering[em][n_users held-out]"} == {"clustering[auto]", "clustering[kmeans]",
                                                             "clustering[auto][n_users known]", "clustering[em]",
-                                                            "clustering[em][n_users known]"}
+                                                            "clustering[em][n_users known]", "clustering[collapsed]",
+                                                            "clustering[collapsed][n_users known]"}
