@@ -66,3 +66,41 @@ def test_bad_parameters_raise_one_line_errors(kw, needle):
     pool, _, _, _ = giant_pool(5, small=4, per_small=20, giant=100)
     with pytest.raises(InputError, match=needle):
         CollapsedAttribution(**kw).fit(pool)
+
+
+class _Ctx:
+    """The part of attacks.suite.SuiteContext that for_suite reads."""
+
+    n_users_method = "by a test"
+
+    def __init__(self, n, k, n_true):
+        self.pool = type("P", (), {"n": n})()
+        self.k, self.n_true, self.skipped = k, n_true, []
+
+    def n_users(self, features):
+        return self.k
+
+    def transform(self, features):
+        return None
+
+    def seed(self):
+        return 7
+
+    def skip(self, note):
+        self.skipped.append(note)
+
+
+@pytest.mark.parametrize("n, k, n_true, rows", [(6000, 200, 200, 1), (6000, 150, 200, 2), (6000, 200, None, 1),
+                                                 (40000, 20, 20, 0), (20000, 20, 160, 0)])
+def test_suite_builds_one_instance_per_count_and_skips_large_pools(n, k, n_true, rows):
+    from attacks.base import registered_attacks
+
+    spec = next(e for e in registered_attacks("clustering") if e.name == "clustering[collapsed]")
+    ctx = _Ctx(n, k, n_true)
+    out = CollapsedAttribution.for_suite(ctx, spec, "embedding")
+    assert len({id(a) for a, _ in out}) == rows
+    if rows == 0:
+        assert out == [] and "clustering[collapsed]" in ctx.skipped[0]
+    else:
+        assert [o.get("known_n", False) for _, o in out] == [False] + [True] * (n_true is not None)
+        assert {a.n_users for a, _ in out} == {k, n_true} - {None}
