@@ -149,8 +149,10 @@ class EMAttribution(Attack):
         # only when its rows are scored (with an oracle): it feeds no oracle-free summary
         k_ho = ctx.n_users_by(features).get("heldout") if features == ctx.features and ctx.oracle is not None else None
         if k_ho is not None and k_ho >= 2 and k_ho not in (k, ctx.n_true):
+            # the main instance's seed: no draw from the feature set's stream, so that the rows after it are
+            # those of a features="both" run, which has no such variant
             out.append((spec(n_users=int(k_ho), features=features, transform=transform, family=family,
-                             mixture_cache=ctx.fits, random_state=ctx.seed()),
+                             mixture_cache=ctx.fits, random_state=est.random_state),
                         {"n_users": HELDOUT_METHOD, "secondary": True, "suffix": "[n_users held-out]"}))
         return out
 
