@@ -49,12 +49,12 @@ class CandidateMixture(DiagonalMixture):
         self.n_candidates = n_candidates
         self.refresh = refresh
 
-    def _candidate_logp(self, xb, idx, w, mu, var):
-        """``(b, m)`` log ``w_c p_c(x)`` over each row's candidates ``idx``, and the Mahalanobis terms."""
-        muc, varc = mu[idx], var[idx]  # (b, m, d)
-        diff = xb[:, None, :] - muc
-        maha = (diff * diff / varc).sum(-1)
-        return self._log_density(torch.log(w[idx]), 0.5 * torch.log(varc).sum(-1), maha, xb.shape[1]), maha
+    def _candidate_logp(self, xb, idx, mu, var, log_w, half_logdet):
+        """``(b, m)`` log ``w_c p_c(x)`` over each row's candidates ``idx``, and the Mahalanobis terms, from the
+        per-component ``log_w`` and ``half_logdet`` of the E-step (:meth:`_blocks`); one ``(b, m, d)`` buffer."""
+        diff = torch.sub(xb[:, None, :], mu[idx])  # (b, m, d)
+        maha = diff.mul_(diff).div_(var[idx]).sum(-1)
+        return self._log_density(log_w[idx], half_logdet[idx], maha, xb.shape[1]), maha
 
     def _pass(self, x, w, mu, var, stats: bool = True):
         """The E-step of :class:`attacks.mixture_em.DiagonalMixture` after refreshing the candidates
@@ -71,9 +71,10 @@ class CandidateMixture(DiagonalMixture):
         default those of the current E-step)."""
         cand = self._cand if cand is None else cand
         block = _block_rows(cand.shape[1], x.shape[1])
+        log_w, half_logdet = torch.log(w), 0.5 * torch.log(var).sum(1)  # per component, once per E-step
         for s in range(0, x.shape[0], block):
             xb, idx = x[s:s + block], cand[s:s + block]
-            yield (xb, idx, *self._candidate_logp(xb, idx, w, mu, var))
+            yield (xb, idx, *self._candidate_logp(xb, idx, mu, var, log_w, half_logdet))
 
     @staticmethod
     def _accumulate(acc, xb, idx, r, ru):
