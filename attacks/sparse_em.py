@@ -52,9 +52,14 @@ class CandidateMixture(DiagonalMixture):
     def _candidate_logp(self, xb, idx, mu, var, log_w, half_logdet):
         """``(b, m)`` log ``w_c p_c(x)`` over each row's candidates ``idx``, and the Mahalanobis terms, from the
         per-component ``log_w`` and ``half_logdet`` of the E-step (:meth:`_blocks`); one ``(b, m, d)`` buffer."""
-        diff = torch.sub(xb[:, None, :], mu[idx])  # (b, m, d)
-        maha = diff.mul_(diff).div_(var[idx]).sum(-1)
-        return self._log_density(log_w[idx], half_logdet[idx], maha, xb.shape[1]), maha
+        (b, m), flat = idx.shape, idx.reshape(-1)  # index_select: the row gathers at about half the cost of mu[idx]
+
+        def rows(t):
+            return torch.index_select(t, 0, flat).view(b, m, *t.shape[1:])
+
+        diff = torch.sub(xb[:, None, :], rows(mu))  # (b, m, d)
+        maha = diff.mul_(diff).div_(rows(var)).sum(-1)
+        return self._log_density(rows(log_w), rows(half_logdet), maha, xb.shape[1]), maha
 
     def _pass(self, x, w, mu, var, stats: bool = True):
         """The E-step of :class:`attacks.mixture_em.DiagonalMixture` after refreshing the candidates
