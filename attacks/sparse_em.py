@@ -121,6 +121,15 @@ class CandidateMixture(DiagonalMixture):
         s1 += moments[:, :d]
         s2 += moments[:, d:]
 
+    @staticmethod
+    def _pass_hard(x, mu, var):
+        """:meth:`attacks.mixture_em.DiagonalMixture._pass_hard` (the start's Lloyd steps) with each row's
+        nearest mean by :func:`nearest_means`."""
+        k, d = mu.shape
+        lab = nearest_means(x, mu, 1)[:, 0]
+        cnt = torch.bincount(lab, minlength=k).double()
+        return None, (cnt, torch.zeros((k, d), dtype=torch.float64).index_add_(0, lab, x.double()))
+
     def _init(self, x, rng):
         self._cand, self._calls = None, 0  # every start recomputes its candidates
         return super()._init(x, rng)
