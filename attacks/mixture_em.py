@@ -228,9 +228,10 @@ class DiagonalMixture:
         block = _rows(x.shape[0], k, d)
         cnt = torch.zeros(k, dtype=torch.float64)
         s1 = torch.zeros((k, d), dtype=torch.float64)
+        mu2 = (mu * mu).sum(1).unsqueeze(0)
         for s in range(0, x.shape[0], block):
             xb = x[s:s + block]
-            dist = (mu * mu).sum(1) - 2.0 * xb @ mu.T
+            dist = torch.addmm(mu2, xb, mu.T, beta=1.0, alpha=-2.0)  # one (b, k) buffer, same values as mu2 - 2 xb mu^T
             lab = dist.argmin(1)
             cnt += torch.bincount(lab, minlength=k).double()
             s1.index_add_(0, lab, xb.double())

@@ -26,14 +26,37 @@ from attacks.mixture_em import DiagonalMixture
 
 
 def nearest_means(x: torch.Tensor, mu: torch.Tensor, m: int, block: int = 8192) -> torch.Tensor:
-    """Indices ``(n, m)`` of the ``m`` nearest rows of ``mu`` (squared Euclidean) for every row of ``x``."""
+    """Indices ``(n, m)`` of the ``m`` nearest rows of ``mu`` (squared Euclidean) for every row of ``x``: the ``m``
+    largest ``2 x.mu - |mu|^2`` by faiss's exhaustive inner-product search on ``(x, 1)`` and
+    ``(2 mu, -|mu|^2)`` (its fused GEMM and heap selection: 0.45 s against 1.22 s for ``addmm`` and
+    ``torch.topk`` on 60,000 rows, 3,000 means, 64-d, one thread; the same neighbours on every row there)
+    when faiss is importable, else ``torch.topk`` of ``|mu|^2 - 2 x.mu`` in blocks of rows (in topk's order)."""
     m = int(min(m, mu.shape[0]))
+    from attacks.knn import faiss_available
+
+    if faiss_available() and x.shape[0] and m:
+        return _nearest_means_faiss(x, mu, m)
     mu2 = (mu * mu).sum(1)
     out = torch.empty((x.shape[0], m), dtype=torch.int64)
     for s in range(0, x.shape[0], block):
         d = torch.addmm(mu2.unsqueeze(0), x[s:s + block], mu.T, beta=1.0, alpha=-2.0)
         out[s:s + block] = torch.topk(d, m, dim=1, largest=False, sorted=False).indices
     return out
+
+
+def _nearest_means_faiss(x: torch.Tensor, mu: torch.Tensor, m: int) -> torch.Tensor:
+    import faiss
+
+    ones = torch.ones((x.shape[0], 1), dtype=torch.float32)
+    xa = torch.cat([x.float(), ones], dim=1).numpy()
+    ma = torch.cat([2.0 * mu.float(), -(mu.float() * mu.float()).sum(1, keepdim=True)], dim=1).numpy()
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(torch.get_num_threads())  # torch's thread budget (one thread on small fits)
+    try:
+        _, idx = faiss.knn(xa, ma, m, metric=faiss.METRIC_INNER_PRODUCT)
+    finally:
+        faiss.omp_set_num_threads(before)
+    return torch.from_numpy(idx.astype(np.int64, copy=False))
 
 
 def _block_rows(m: int, d: int) -> int:
@@ -49,12 +72,17 @@ class CandidateMixture(DiagonalMixture):
         self.n_candidates = n_candidates
         self.refresh = refresh
 
-    def _candidate_logp(self, xb, idx, w, mu, var):
-        """``(b, m)`` log ``w_c p_c(x)`` over each row's candidates ``idx``, and the Mahalanobis terms."""
-        muc, varc = mu[idx], var[idx]  # (b, m, d)
-        diff = xb[:, None, :] - muc
-        maha = (diff * diff / varc).sum(-1)
-        return self._log_density(torch.log(w[idx]), 0.5 * torch.log(varc).sum(-1), maha, xb.shape[1]), maha
+    def _candidate_logp(self, xb, idx, mu, var, log_w, half_logdet):
+        """``(b, m)`` log ``w_c p_c(x)`` over each row's candidates ``idx``, and the Mahalanobis terms, from the
+        per-component ``log_w`` and ``half_logdet`` of the E-step (:meth:`_blocks`); one ``(b, m, d)`` buffer."""
+        (b, m), flat = idx.shape, idx.reshape(-1)  # index_select: the row gathers at about half the cost of mu[idx]
+
+        def rows(t):
+            return torch.index_select(t, 0, flat).view(b, m, *t.shape[1:])
+
+        diff = torch.sub(xb[:, None, :], rows(mu))  # (b, m, d)
+        maha = diff.mul_(diff).div_(rows(var)).sum(-1)
+        return self._log_density(rows(log_w), rows(half_logdet), maha, xb.shape[1]), maha
 
     def _pass(self, x, w, mu, var, stats: bool = True):
         """The E-step of :class:`attacks.mixture_em.DiagonalMixture` after refreshing the candidates
@@ -71,9 +99,10 @@ class CandidateMixture(DiagonalMixture):
         default those of the current E-step)."""
         cand = self._cand if cand is None else cand
         block = _block_rows(cand.shape[1], x.shape[1])
+        log_w, half_logdet = torch.log(w), 0.5 * torch.log(var).sum(1)  # per component, once per E-step
         for s in range(0, x.shape[0], block):
             xb, idx = x[s:s + block], cand[s:s + block]
-            yield (xb, idx, *self._candidate_logp(xb, idx, w, mu, var))
+            yield (xb, idx, *self._candidate_logp(xb, idx, mu, var, log_w, half_logdet))
 
     @staticmethod
     def _accumulate(acc, xb, idx, r, ru):
@@ -91,6 +120,15 @@ class CandidateMixture(DiagonalMixture):
         moments = torch.sparse.mm(weights, torch.cat([xb, xb * xb], dim=1).double())
         s1 += moments[:, :d]
         s2 += moments[:, d:]
+
+    @staticmethod
+    def _pass_hard(x, mu, var):
+        """:meth:`attacks.mixture_em.DiagonalMixture._pass_hard` (the start's Lloyd steps) with each row's
+        nearest mean by :func:`nearest_means`."""
+        k, d = mu.shape
+        lab = nearest_means(x, mu, 1)[:, 0]
+        cnt = torch.bincount(lab, minlength=k).double()
+        return None, (cnt, torch.zeros((k, d), dtype=torch.float64).index_add_(0, lab, x.double()))
 
     def _init(self, x, rng):
         self._cand, self._calls = None, 0  # every start recomputes its candidates

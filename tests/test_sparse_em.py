@@ -74,3 +74,20 @@ def test_accumulate_sparse_product_matches_per_candidate_scatter_adds():
     for got, ref in zip(acc, want):
         assert torch.allclose(got, ref, rtol=1e-6, atol=1e-9)
     assert float(acc[2].abs().sum()) > 0
+
+
+def test_nearest_means_faiss_and_torch_paths_agree(monkeypatch):
+    import torch
+
+    import attacks.knn as knn
+
+    g = torch.Generator().manual_seed(7)
+    mu = torch.randn(300, 16, generator=g)
+    x = mu[torch.randint(0, 300, (2000,), generator=g)] + 0.5 * torch.randn(2000, 16, generator=g)
+    fast = nearest_means(x, mu, 8)
+    monkeypatch.setattr(knn, "faiss_available", lambda: False)
+    slow = nearest_means(x, mu, 8, block=512)
+    assert fast.shape == slow.shape == (2000, 8) and fast.dtype == slow.dtype == torch.int64
+    torch.testing.assert_close(fast.sort(1).values, slow.sort(1).values)  # the same neighbours (topk: any order)
+    d2 = ((x[:, None, :] - mu[fast]) ** 2).sum(-1)
+    assert bool((d2[:, 1:] >= d2[:, :-1] - 1e-4).all())  # faiss: nearest first
