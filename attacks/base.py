@@ -137,6 +137,17 @@ class Attack:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
 
+    def _check_fitted(self, pool, attr: str = "labels_", n_fitted: int | None = None) -> None:
+        """One-line ``InputError`` unless ``fit`` ran (it set ``attr``) on a pool of ``pool.n`` uploads
+        (``n_fitted``: the fitted size where ``attr`` is not a per-upload array)."""
+        from idfree_core.errors import InputError
+
+        if not hasattr(self, attr):
+            raise InputError(f"{type(self).__name__}.score called before fit(pool)")
+        n = int(getattr(self, attr).shape[0] if n_fitted is None else n_fitted)
+        if n != pool.n:
+            raise InputError(f"the attack was fitted on {n} uploads, the pool has {pool.n}")
+
     @classmethod
     def for_suite(cls, ctx, spec: "RegisteredAttack", features: str) -> list[tuple["Attack", dict]]:
         """The instances ``run_attacks`` fits for this registration on ``features``, each with

@@ -309,10 +309,7 @@ class ClusteringAttack(Attack):
 
     def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
         """``ari``, ``nmi`` and ``attribution_accuracy`` (ceiling from the true distributions)."""
-        if not hasattr(self, "labels_"):
-            raise InputError("ClusteringAttack.score called before fit(pool)")
-        if self.labels_.shape[0] != pool.n:
-            raise InputError(f"the attack was fitted on {self.labels_.shape[0]} uploads, the pool has {pool.n}")
+        self._check_fitted(pool, "labels_")
         truth, users = oracle.codes_for(pool)
         rng = check_random_state(self.random_state)
         ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth)

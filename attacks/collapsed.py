@@ -289,10 +289,7 @@ class CollapsedAttribution(Attack):
 
     def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
         """``ari``, ``nmi`` and ``attribution_accuracy`` (Bayes ceiling from the true distributions)."""
-        if not hasattr(self, "labels_"):
-            raise InputError("CollapsedAttribution.score called before fit(pool)")
-        if self.labels_.shape[0] != pool.n:
-            raise InputError(f"the attack was fitted on {self.labels_.shape[0]} uploads, the pool has {pool.n}")
+        self._check_fitted(pool, "labels_")
         truth, users = oracle.codes_for(pool)
         ceiling, cdetails = bayes_attribution_ceiling(distributions, users, truth)
         extra = {"n_users_estimated": self.n_users_estimated_, "n_users_given": self.n_users,

@@ -99,10 +99,7 @@ class _Linkage(Attack):
         """``linkage_top1``, ``linkage_top5``, ``auc``, ``tpr_at_1pct_fpr``, ``tpr_at_0.1pct_fpr``."""
         from attacks.scoring_linkage import score_linkage
 
-        if not hasattr(self, "topk_"):
-            raise InputError(f"{type(self).__name__}.score called before fit(pool)")
-        if pool.n != self.n_fitted_:
-            raise InputError(f"the attack was fitted on {self.n_fitted_} uploads, the pool has {pool.n}")
+        self._check_fitted(pool, "topk_", n_fitted=getattr(self, "n_fitted_", None))
         truth, _ = oracle.codes_for(pool)
         return score_linkage(self.name, truth[self.query_rows_], truth[self.reference_rows_], self.topk_,
                              self.pair_scores, knowledge=self.knowledge, features=self.features,

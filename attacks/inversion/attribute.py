@@ -110,10 +110,7 @@ class AttributeInference(Attack):
 
     def score(self, pool, oracle, distributions=None, traits=None, confidence: float = 0.95) -> list[AttackResult]:
         """``attribute_accuracy`` for the trait "above the median over users"."""
-        if not hasattr(self, "predicted_"):
-            raise InputError("AttributeInference.score called before fit(pool)")
-        if self.predicted_.shape[0] != pool.n:
-            raise InputError(f"the attack was fitted on {self.predicted_.shape[0]} uploads, the pool has {pool.n}")
+        self._check_fitted(pool, "predicted_")
         codes, names = oracle.codes_for(pool)
         trait = self._truth(pool, codes, names, traits)
         user_high = trait > np.median(trait)

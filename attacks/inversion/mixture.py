@@ -206,10 +206,7 @@ class MixtureInversion(Attack):
 
     def score(self, pool, oracle, distributions=None) -> list[AttackResult]:
         """``attribution_accuracy`` (always) and ``parameter_error`` (with the true distributions)."""
-        if not hasattr(self, "labels_"):
-            raise InputError("MixtureInversion.score called before fit(pool)")
-        if self.labels_.shape[0] != pool.n:
-            raise InputError(f"the attack was fitted on {self.labels_.shape[0]} uploads, the pool has {pool.n}")
+        self._check_fitted(pool, "labels_")
         rng = check_random_state(self.random_state)
         truth, names = oracle.codes_for(pool)
         ceiling, cdetails = bayes_attribution_ceiling(distributions, names, truth)
