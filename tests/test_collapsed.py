@@ -104,3 +104,19 @@ def test_suite_builds_one_instance_per_count_and_skips_large_pools(n, k, n_true,
     else:
         assert [o.get("known_n", False) for _, o in out] == [False] + [True] * (n_true is not None)
         assert {a.n_users for a, _ in out} == {k, n_true} - {None}
+
+
+def test_every_registered_attack_refuses_to_score_before_fit_and_on_another_pool():
+    """Attack._check_fitted, shared by the score methods: one-line InputErrors, never an AttributeError."""
+    from attacks.base import registered_attacks
+
+    pool, oracle, _, _ = giant_pool(7, small=3, per_small=20, giant=60)
+    other, _, _, _ = giant_pool(8, small=3, per_small=20, giant=61)
+    for entry in registered_attacks():
+        if entry.needs_distributions or entry.needs_model:
+            continue
+        with pytest.raises(InputError, match="before fit"):
+            entry().score(pool, oracle)
+    fitted = CollapsedAttribution(n_users=4).fit(pool)
+    with pytest.raises(InputError, match=f"fitted on {pool.n} uploads, the pool has {other.n}"):
+        fitted.score(other, oracle)
