@@ -44,19 +44,25 @@ def nearest_means(x: torch.Tensor, mu: torch.Tensor, m: int, block: int = 8192) 
     return out
 
 
+FAISS_BLOCK = 65536  # query rows per faiss call: the augmented copy and the results stay bounded
+
+
 def _nearest_means_faiss(x: torch.Tensor, mu: torch.Tensor, m: int) -> torch.Tensor:
     import faiss
 
-    ones = torch.ones((x.shape[0], 1), dtype=torch.float32)
-    xa = torch.cat([x.float(), ones], dim=1).numpy()
     ma = torch.cat([2.0 * mu.float(), -(mu.float() * mu.float()).sum(1, keepdim=True)], dim=1).numpy()
+    out = torch.empty((x.shape[0], m), dtype=torch.int64)
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(torch.get_num_threads())  # torch's thread budget (one thread on small fits)
     try:
-        _, idx = faiss.knn(xa, ma, m, metric=faiss.METRIC_INNER_PRODUCT)
+        for s in range(0, x.shape[0], FAISS_BLOCK):
+            xb = x[s:s + FAISS_BLOCK].float()
+            xa = torch.cat([xb, torch.ones((xb.shape[0], 1), dtype=torch.float32)], dim=1).numpy()
+            _, idx = faiss.knn(xa, ma, m, metric=faiss.METRIC_INNER_PRODUCT)
+            out[s:s + xb.shape[0]] = torch.from_numpy(idx.astype(np.int64, copy=False))
     finally:
         faiss.omp_set_num_threads(before)
-    return torch.from_numpy(idx.astype(np.int64, copy=False))
+    return out
 
 
 def _block_rows(m: int, d: int) -> int:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from attacks.mixture_em import VARIANTS, DiagonalMixture
 from attacks.sparse_em import CandidateMixture, nearest_means
@@ -91,3 +92,13 @@ def test_nearest_means_faiss_and_torch_paths_agree(monkeypatch):
     torch.testing.assert_close(fast.sort(1).values, slow.sort(1).values)  # the same neighbours (topk: any order)
     d2 = ((x[:, None, :] - mu[fast]) ** 2).sum(-1)
     assert bool((d2[:, 1:] >= d2[:, :-1] - 1e-4).all())  # faiss: nearest first
+
+
+def test_faiss_nearest_means_do_not_depend_on_the_query_block(monkeypatch):
+    import attacks.sparse_em as se
+
+    g = torch.Generator().manual_seed(0)
+    x, mu = torch.randn(5000, 16, generator=g), torch.randn(300, 16, generator=g)
+    whole = se.nearest_means(x, mu, 8)
+    monkeypatch.setattr(se, "FAISS_BLOCK", 777)
+    assert torch.equal(se.nearest_means(x, mu, 8), whole)
