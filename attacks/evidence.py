@@ -33,6 +33,14 @@ learned from the pool by empirical Bayes, without labels:
   (:func:`choose_k`): the embeddings' own estimate when the joint model finds user evidence in
   them, else the text's (BIC counts the effective number of shrunk mean parameters,
   ``sum n_c / (n_c + tau_d)``, the degrees of freedom of a ridge-type estimate).
+* Large pools (:func:`attacks.scale.at_scale`, e.g. 200,000 uploads of 2,000 users): no ``(n, k)``
+  matrix anywhere.  The starts are single-modality MAP labels (the attack's own at-scale fits, or
+  :func:`attacks.scale.fit_scaled_mixture` per modality in :func:`fit_joint`), summed through a sparse
+  indicator; the joint mixture is fitted on :func:`attacks.scale.fit_rows` rows
+  (:func:`fit_subsampled`), the start chosen on ``CHOOSE_ROWS_FACTOR`` times as many, and every
+  E-step, held-out likelihood and prediction runs in row blocks of at most ``BLOCK_CELLS``
+  (row, component) entries; likelihood-ratio linkage keeps the anchor's top-m posteriors
+  (:func:`anchored_top_log_resp`).
 
 The adversary uses no oracle anywhere: shrinkage, weights, starts and ``k`` come from the pool.
 """
