@@ -264,6 +264,7 @@ class ClusteringAttack(Attack):
         self.labels_, self.model_, _ = combine_partitions(pool, [s.labels_ for s in singles],
                                                           random_state=seed_int(self.random_state, bits=31))
         self.bic_ = singles[self.model_.start_].bic_
+        self.fit_details_ = getattr(self.model_, "fit_details_", None)  # large pools: attacks.evidence.fit_subsampled
         self.n_clusters_ = int(np.unique(self.labels_).size)
         self.n_users_estimated_ = int(self.n_users) if self.n_users is not None else self.model_.n_components_
         return self

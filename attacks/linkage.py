@@ -129,12 +129,13 @@ class NearestNeighbourLinkage(_Linkage):
     def for_suite(cls, ctx, spec, features):
         """Under ``features="both"`` the evidence weights use the suite's user-count estimate."""
         n_clusters = ctx.n_users(features) if features == "both" else None
-        return [(spec(features=features, n_clusters=n_clusters, random_state=ctx.seed()), {})]
+        return [(spec(features=features, n_clusters=n_clusters, mixture_cache=ctx.fits, random_state=ctx.seed()), {})]
 
     def __init__(self, metric: str = "euclidean", features: str = "embedding", k: int = 5, block_size: int | None = None,
                  algorithm: str = "auto", n_clusters: int | None = None, n_pairs: int = 10000, n_permutations: int = 50,
-                 random_state=0):
+                 mixture_cache: dict | None = None, random_state=0):
         self.metric = metric
+        self.mixture_cache = mixture_cache  # features="both" at scale: the suite's shared fits (read only)
         self.n_clusters = n_clusters
         self.algorithm = algorithm
         self.features = features
@@ -179,7 +180,8 @@ class NearestNeighbourLinkage(_Linkage):
             single = type(self)(**{**self.get_params(), "features": f})
             parts.append(single._prepare(pool)[1:])  # same random_state: the same split
         k = int(self.n_clusters) if self.n_clusters is not None else estimate_k(pool, random_state=seed_int(rng, bits=31))
-        xr, xq = combine_distances(pool, max(1, min(k, pool.n)), parts, random_state=seed_int(rng, bits=31))
+        xr, xq = combine_distances(pool, max(1, min(k, pool.n)), parts, random_state=seed_int(rng, bits=31),
+                                   cache=self.mixture_cache)
         return xr, xq
 
     def pair_scores(self, qi: np.ndarray, ri: np.ndarray) -> np.ndarray:
@@ -267,6 +269,8 @@ class LikelihoodRatioLinkage(_Linkage):
         rows = np.r_[self.reference_rows_, self.query_rows_]
         x, emb = joint_matrix(pool, random_state=seed_int(rng, bits=31))
         x = x[rows]
+        if all(s._sparse is not None for s in singles):  # large pools: sparse top-m posteriors throughout
+            return self._fit_both_at_scale(singles, x, emb, rng)
         starts = [np.exp(np.vstack([s.reference_log_resp_, s.query_log_resp_]).astype(np.float64)) for s in singles]
         joint = JointMixture().fit(x, starts, primary=emb)
         # the anchor: the embeddings' own mixture when they carry user evidence, else the text's
@@ -280,6 +284,28 @@ class LikelihoodRatioLinkage(_Linkage):
         n_ref = self.reference_rows_.size
         self.reference_log_resp_, self.query_log_resp_ = lr[:n_ref].astype(np.float32), lr[n_ref:].astype(np.float32)
         self.topk_ = self._topk(rng)
+        return self
+
+    def _fit_both_at_scale(self, singles, x, emb, rng) -> "LikelihoodRatioLinkage":
+        """:meth:`_fit_both` on large pools (:mod:`attacks.scale`): the joint evidence mixture on a row
+        subsample from the singles' MAP labels (:func:`attacks.evidence.fit_subsampled`) picks the anchor;
+        the other modality re-weighs the anchor's top-m posteriors of every row
+        (:func:`attacks.evidence.anchored_top_log_resp`), which give sparse pair scores; no ``(n, k)`` matrix."""
+        from attacks.evidence import anchored_top_log_resp, fit_subsampled
+
+        n_ref = self.reference_rows_.size
+        labels = [np.r_[s._sparse[2][:, 0], s._sparse[0][:, 0]] for s in singles]  # rows: references, queries
+        joint = fit_subsampled(x, labels, primary=emb, random_state=seed_int(rng, bits=31))
+        anchor, cols = (singles[0], emb) if joint.primary_evidence_ else (singles[1], ~emb)
+        q_idx, q_logp, r_idx, r_logp = anchor._sparse
+        idx = np.vstack([r_idx, q_idx])
+        lr = anchored_top_log_resp(idx, np.vstack([r_logp, q_logp]), x[:, ~cols], anchor.n_clusters_)
+        self.anchor_ = "embedding" if cols is emb else "text"
+        self.model_, self.n_clusters_ = joint, anchor.n_clusters_
+        self._sparse = (q_idx, lr[n_ref:], r_idx, lr[:n_ref])
+        self.fit_details_ = {**joint.fit_details_, "anchor": self.anchor_, "anchor_fit": anchor.fit_details_,
+                             "posteriors": "the anchor's top-m components, re-weighed by the other modality"}
+        self.topk_ = sparse_topk(*self._sparse, self.n_clusters_, self.k, rng)
         return self
 
     @property

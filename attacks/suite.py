@@ -160,7 +160,7 @@ class SuiteContext:
             from attacks.evidence import choose_k  # the joint evidence model picks one modality's count
 
             cands = (self.n_users("embedding"), self.n_users("text"))
-            self.estimates[features] = choose_k(self.pool, cands, random_state=self.seed())
+            self.estimates[features] = choose_k(self.pool, cands, random_state=self.seed(), cache=self.fits)
         if features not in self.estimates:
             k, (lo, hi) = self.n_users_heldout(features)
             self.estimates[features] = (k, {})
