@@ -8,10 +8,11 @@ Everything runs in float32 blocks, so memory is ``O(block * n_refs)`` whatever t
 * :func:`knn_brute`: the same contract, using faiss ``IndexFlatL2`` (exact, float32; Johnson, Douze
   & Jegou 2019) when faiss-cpu is importable and :func:`knn_blocked` otherwise.  Both are exact up
   to float32 rounding; the faiss path is the faster one on CPU (measured in
-  ``benchmarks/bench_attacks_scale.py``) on small pools.  ``backend="sklearn"``: scikit-learn's
-  brute-force ``NearestNeighbors`` (its fused float32 GEMM + heap ``ArgKmin``), the fastest on
-  large ones (40,000 queries x 160,000 references x 64: 16 s against 33 s for faiss, 50 s for
-  :func:`knn_blocked`, two threads; :func:`attacks.neighbors.knn_pruned` uses it).
+  ``benchmarks/bench_attacks_scale.py``; 40,000 queries x 160,000 references x 64, two threads, quiet
+  machine: 7.6 s against 13.5 s for scikit-learn, same neighbours; :func:`attacks.neighbors.knn_pruned`'s
+  fallback uses it).  ``backend="sklearn"``: scikit-learn's brute-force ``NearestNeighbors`` (its fused
+  float32 GEMM + heap ``ArgKmin``), which degrades less when other jobs load the cores (faiss's
+  OpenMP threads spin while they wait: 33 s against scikit-learn's 16 s on a loaded 2-core machine).
 * :func:`nearest_centre`: index of and squared distance to the nearest of ``C`` centres (the
   k-means / cell assignment step, ``O(n C d)`` in blocks).
 * :func:`topk_inner`: the ``k`` largest inner products ``<a_i, b_j>`` per row with exact ties broken

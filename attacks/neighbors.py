@@ -120,7 +120,7 @@ def _knn_pruned(queries, refs, k, metric, n_cells, n_probe, fallback_fraction, s
     stats = {"algorithm": "pruned", "n_cells": n_cells, "distance_fraction": 1.0, "fallback_fraction": 1.0}
 
     def brute(qq):
-        return knn_brute(qq.numpy(), r.numpy(), k, "euclidean", backend="sklearn" if backend == "auto" else backend)
+        return knn_brute(qq.numpy(), r.numpy(), k, "euclidean", backend=backend)
 
     if n < 4 * n_cells or m == 0 or n_cells < 2:
         stats.update(algorithm="brute", n_cells=0)
