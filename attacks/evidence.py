@@ -299,13 +299,17 @@ def anchored_log_resp(anchor_logp: np.ndarray, other: np.ndarray, max_iter: int 
         r = np.exp(lr)
         _, mu, var, _, _ = jm._m_step(other, r.sum(0), r.T @ other, r.T @ (other * other))
         lp = lp0 + jm._logp(other, np.ones(mu.shape[0]), mu, var)
-        lse = logsumexp(lp, axis=1, keepdims=True)
-        lr = lp - lse
-        ll = float(lse.sum())
+        lr, ll = _log_normalise(lp)
         if ll - prev <= tol * abs(ll):
             break
         prev = ll
     return lr
+
+
+def _log_normalise(lp: np.ndarray) -> tuple[np.ndarray, float]:
+    """Row-normalised log posteriors of log joint ``lp (n, k)`` and the total log-likelihood."""
+    lse = logsumexp(lp, axis=1, keepdims=True)
+    return lp - lse, float(lse.sum())
 
 
 def anchored_top_log_resp(idx: np.ndarray, logp: np.ndarray, other: np.ndarray, n_components: int,
@@ -340,9 +344,7 @@ def anchored_top_log_resp(idx: np.ndarray, logp: np.ndarray, other: np.ndarray, 
             ob, cb = other[s:s + b], safe[s:s + b]
             maha = (sq[s:s + b] @ prec)[:, None] - 2.0 * np.einsum("bd,bmd->bm", ob, mu_prec[cb]) + mu_sq[cb]
             lp[s:s + b] = lp0[s:s + b] + const - 0.5 * maha
-        lse = logsumexp(lp, axis=1, keepdims=True)
-        lr = lp - lse
-        ll = float(lse.sum())
+        lr, ll = _log_normalise(lp)
         if ll - prev <= tol * abs(ll):
             break
         prev = ll
