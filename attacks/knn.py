@@ -52,6 +52,22 @@ def _threads(threads):
     return _Ctx()
 
 
+def faiss_threads(threads=None):
+    """Context: faiss's OpenMP threads set to ``threads`` (None: torch's thread budget) for the block,
+    restored after."""
+    import faiss
+
+    class _Ctx:
+        def __enter__(self):
+            self.old = faiss.omp_get_max_threads()
+            faiss.omp_set_num_threads(int(threads) if threads else torch.get_num_threads())
+
+        def __exit__(self, *exc):
+            faiss.omp_set_num_threads(self.old)
+
+    return _Ctx()
+
+
 def _prepared(queries, refs, k: int, metric: str) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Float32 query and reference tensors (unit rows for ``metric="cosine"``, where ``1 - cos`` is half the
     squared Euclidean distance) and ``k`` capped at the number of references: the searches' common prelude."""
@@ -110,13 +126,10 @@ def knn_brute(queries: np.ndarray, refs: np.ndarray, k: int, metric: str = "eucl
     import faiss
 
     q, r, k = _prepared(queries, refs, k, metric)
-    if threads:
-        faiss.omp_set_num_threads(int(threads))
-    else:
-        faiss.omp_set_num_threads(torch.get_num_threads())
-    index = faiss.IndexFlatL2(r.shape[1])
-    index.add(r.numpy())
-    d2, idx = index.search(q.numpy(), k)
+    with faiss_threads(threads):
+        index = faiss.IndexFlatL2(r.shape[1])
+        index.add(r.numpy())
+        d2, idx = index.search(q.numpy(), k)
     d2 = np.maximum(d2, 0.0).astype(np.float32)
     return idx.astype(np.int64), (d2 / 2.0 if metric == "cosine" else np.sqrt(d2))
 

@@ -50,18 +50,16 @@ FAISS_BLOCK = 65536  # query rows per faiss call: the augmented copy and the res
 def _nearest_means_faiss(x: torch.Tensor, mu: torch.Tensor, m: int) -> torch.Tensor:
     import faiss
 
+    from attacks.knn import faiss_threads
+
     ma = torch.cat([2.0 * mu.float(), -(mu.float() * mu.float()).sum(1, keepdim=True)], dim=1).numpy()
     out = torch.empty((x.shape[0], m), dtype=torch.int64)
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(torch.get_num_threads())  # torch's thread budget (one thread on small fits)
-    try:
+    with faiss_threads():  # torch's thread budget (one thread on small fits)
         for s in range(0, x.shape[0], FAISS_BLOCK):
             xb = x[s:s + FAISS_BLOCK].float()
             xa = torch.cat([xb, torch.ones((xb.shape[0], 1), dtype=torch.float32)], dim=1).numpy()
             _, idx = faiss.knn(xa, ma, m, metric=faiss.METRIC_INNER_PRODUCT)
             out[s:s + xb.shape[0]] = torch.from_numpy(idx.astype(np.int64, copy=False))
-    finally:
-        faiss.omp_set_num_threads(before)
     return out
 
 
