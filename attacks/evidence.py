@@ -52,6 +52,7 @@ import math
 import numpy as np
 from scipy.special import logsumexp
 
+from attacks.scale import at_scale
 from idfree_core.errors import InputError
 from idfree_core.seeding import check_random_state, seed_int
 
@@ -237,7 +238,7 @@ class JointMixture:
         rows.append(self._heldout_ll(x, one, cols))  # no user evidence at all in the block
         dof.append(0.0)
 
-        pen = math.log(n) / 2 if getattr(self, "schwarz", True) else 0.0
+        pen = math.log(n) / 2 if self.schwarz else 0.0
 
         def beats(a: int, b: int) -> bool:
             diff = rows[a] - rows[b]
@@ -390,12 +391,6 @@ def fit_subsampled(x: np.ndarray, starts, primary=None, random_state=0) -> Joint
     return model
 
 
-def _at_scale(n: int, k: int) -> bool:
-    from attacks.scale import at_scale
-
-    return at_scale(n, k)
-
-
 def joint_matrix(pool, random_state=0) -> tuple[np.ndarray, np.ndarray]:
     """The two blocks side by side (:func:`modality_blocks`), what :class:`JointMixture` is fitted to,
     and the boolean mask of the embedding columns."""
@@ -408,7 +403,7 @@ def combine_partitions(pool, starts, random_state=0) -> tuple[np.ndarray, JointM
     or responsibilities), the fitted mixture and its feature matrix."""
     x, emb = joint_matrix(pool, random_state=random_state)
     labels = [np.asarray(st) for st in starts]
-    if all(st.ndim == 1 for st in labels) and _at_scale(pool.n, max(np.unique(st).size for st in labels)):
+    if all(st.ndim == 1 for st in labels) and at_scale(pool.n, max(np.unique(st).size for st in labels)):
         model = fit_subsampled(x, labels, primary=emb, random_state=random_state)  # large pools: bounded memory
     else:
         model = JointMixture().fit(x, starts, primary=emb)
@@ -435,15 +430,13 @@ def fit_joint(pool, k: int, random_state=0, cache: dict | None = None) -> tuple[
     shared fits, when there, but never stored into it, so that the single-modality attacks' fits stay
     their own) and the joint mixture is fitted by :func:`fit_subsampled`."""
     rng = check_random_state(random_state)
-    if _at_scale(pool.n, k):
+    if at_scale(pool.n, k):
         from attacks.scale import fit_scaled_mixture
 
-        blocks = modality_blocks(pool, random_state=seed_int(rng, 31))
+        x, emb = joint_matrix(pool, random_state=seed_int(rng, 31))
         seed = seed_int(rng, 31)
-        starts = [fit_scaled_mixture(b, k, seed, cache=dict(cache) if cache is not None else None).labels
-                  for b in blocks]
-        x = np.hstack(blocks)
-        emb = np.r_[np.ones(blocks[0].shape[1], bool), np.zeros(blocks[1].shape[1], bool)]
+        starts = [fit_scaled_mixture(np.ascontiguousarray(x[:, cols]), k, seed,
+                                     cache=dict(cache) if cache is not None else None).labels for cols in (emb, ~emb)]
         return fit_subsampled(x, starts, primary=emb, random_state=seed_int(rng, 31)), x
     starts = single_modality_starts(pool, k, random_state=seed_int(rng, 31))
     x, emb = joint_matrix(pool, random_state=seed_int(rng, 31))
