@@ -252,11 +252,12 @@ class CollapsedAttribution(Attack):
         if not (isinstance(self.oversegment, (int, float)) and self.oversegment >= 1):
             raise InputError(f"oversegment must be a number >= 1, got {self.oversegment!r}")
         rng = check_random_state(self.random_state)
-        x = em_features(pool, "embedding", self.transform).astype(np.float64)
+        x32 = em_features(pool, "embedding", self.transform)  # float32, what the mixtures fit
+        x = x32.astype(np.float64)
         if self.n_users is None:
             from attacks.oracle_free import estimate_users
 
-            k = estimate_users(x.astype(np.float32), random_state=rng)[0]
+            k = estimate_users(x32, random_state=rng)[0]
         else:
             k = int(self.n_users)
         if not 1 <= k <= pool.n:
@@ -267,7 +268,7 @@ class CollapsedAttribution(Attack):
             labels = np.zeros(pool.n, dtype=np.int64)
         else:
             em = DiagonalMixture(c, n_init=1, random_state=seed_int(rng, 31), **VARIANTS["gaussian-diag"])
-            labels = em.fit(x.astype(np.float32)).predict_max(x.astype(np.float32))[0].astype(np.int64)
+            labels = em.fit(x32).predict_max(x32)[0].astype(np.int64)
         _, labels = np.unique(labels, return_inverse=True)
         self.n_clusters_initial_ = int(labels.max()) + 1
         prior = NormalGammaPrior.from_partition(x, labels)
@@ -279,8 +280,9 @@ class CollapsedAttribution(Attack):
         self.log_evidence_ = float(prior.log_evidence(n, s, q).sum())
         post = []
         for start in range(0, pool.n, 4096):
-            lp = predictive_logp(prior, torch.as_tensor(x[start:start + 4096]), labels[start:start + 4096], n, s, q)
-            own = lp[torch.arange(lp.shape[0]), torch.as_tensor(labels[start:start + 4096])]
+            own_labels = labels[start:start + 4096]
+            lp = predictive_logp(prior, torch.as_tensor(x[start:start + 4096]), own_labels, n, s, q)
+            own = lp[torch.arange(lp.shape[0]), torch.as_tensor(own_labels)]
             post.append(torch.exp(own - torch.logsumexp(lp, 1)).numpy())
         self.labels_, self.max_posterior_ = labels, np.concatenate(post) if post else np.zeros(0)
         self.expected_accuracy_ = float(self.max_posterior_.mean()) if pool.n else 0.0
