@@ -38,7 +38,7 @@ import numpy as np
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from idfree_core.seeding import seed_int
-from attacks.features import build_features, gaussianize
+from attacks.features import build_features, standardized_embedding
 from attacks.knn import predict_chunked
 from attacks.scale import at_scale, fit_scaled_mixture, kmeans_labels
 from attacks.scoring import bayes_attribution_ceiling, score_partition
@@ -208,8 +208,8 @@ class ClusteringAttack(Attack):
             raise InputError(f"n_init must be >= 1, got {self.n_init}")
 
     def _features(self, pool, rng) -> np.ndarray:
-        x = build_features(pool, self.features, random_state=seed_int(rng, bits=31))
-        return gaussianize(x) if self.features == "embedding" else x
+        seed = seed_int(rng, bits=31)  # drawn whatever the features, so later draws do not depend on them
+        return standardized_embedding(pool) if self.features == "embedding" else build_features(pool, self.features, seed)
 
     def fit(self, pool) -> "ClusteringAttack":
         from threadpoolctl import threadpool_limits

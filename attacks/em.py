@@ -45,7 +45,7 @@ from __future__ import annotations
 import numpy as np
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
-from attacks.features import build_features, gaussianize
+from attacks.features import build_features, gaussianize, standardized_embedding
 from attacks.mixture_em import VARIANTS, DiagonalMixture, select_variant
 from attacks.scale import at_scale, fit_scaled_mixture
 from attacks.scoring import bayes_attribution_ceiling, score_partition
@@ -65,12 +65,11 @@ def em_features(pool, features: str = "embedding", transform=None, random_state=
         return np.asarray(build_features(pool, features, random_state=random_state), dtype=np.float32)
     from attacks.inversion import estimators as est
 
-    x = np.asarray(pool.embedding, dtype=np.float64)
     if transform is not None:
         loc, scale = transform
-        x = np.clip(est.to_unit_interval(x, loc, scale), 1e-6, 1 - 1e-6)
+        x = np.clip(est.to_unit_interval(np.asarray(pool.embedding, dtype=np.float64), loc, scale), 1e-6, 1 - 1e-6)
         return gaussianize(x, logit=True).astype(np.float32)
-    return gaussianize(x).astype(np.float32)
+    return standardized_embedding(pool, np.float32)
 
 
 BOOTSTRAP_MAX_ROWS = 50000  # above: normal (delta-method) intervals, to which the bootstrap of a smooth

@@ -72,11 +72,11 @@ def _rows(k: int) -> int:
 def modality_blocks(pool, random_state=0) -> tuple[np.ndarray, np.ndarray]:
     """``(embedding block, text block)`` of ``pool`` as the single-modality attacks see them: the
     embeddings through :func:`attacks.features.gaussianize`, the text as LSA features."""
-    from attacks.features import gaussianize, text_features
+    from attacks.features import standardized_embedding, text_features
 
     if pool.text is None:
         raise InputError("features='both' needs a 'text' column, but the pool has none")
-    return gaussianize(pool.embedding), text_features(pool.text, random_state=random_state)
+    return standardized_embedding(pool), text_features(pool.text, random_state=random_state)
 
 
 def _one_hot(labels: np.ndarray) -> np.ndarray:

@@ -80,9 +80,21 @@ def build_features(pool, features: str = "embedding", random_state=0, n_text_com
     txt = text_features(pool.text, n_components=n_text_components, random_state=random_state)
     if features == "text":
         return txt
-    emb = gaussianize(pool.embedding)
+    emb = standardized_embedding(pool)
     txt = _standardize(txt)
     return np.hstack([emb / np.sqrt(emb.shape[1]), txt / np.sqrt(txt.shape[1])])
+
+
+def standardized_embedding(pool, dtype=np.float64) -> np.ndarray:
+    """``gaussianize(pool.embedding)`` as ``dtype`` (float64 or float32), computed once per suite run
+    (:mod:`attacks.memo`; read-only there, a fresh array outside a run)."""
+    from attacks import memo
+
+    dtype = np.dtype(dtype)
+    if dtype == np.float64:
+        return memo.memoized(("standardized_embedding", id(pool)), lambda: gaussianize(pool.embedding), keep=pool)
+    return memo.memoized(("standardized_embedding", id(pool), dtype.str),
+                         lambda: standardized_embedding(pool).astype(dtype), keep=pool)
 
 
 def gaussianize(x: np.ndarray, logit: str | bool = "auto", eps: float = 1e-6) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 
 from attacks.base import Attack, AttackResult, check_random_state, register_attack
 from idfree_core.seeding import seed_int
-from attacks.features import build_features, gaussianize
+from attacks.features import build_features, standardized_embedding
 from attacks.knn import knn_blocked, knn_brute, topk_inner
 from attacks.neighbors import knn_pruned
 from attacks.scale import at_scale, fit_scaled_mixture, sparse_log_pair, sparse_topk
@@ -74,9 +74,11 @@ class _Linkage(Attack):
             raise InputError(f"k must be >= 1, got {self.k}")
         rng = check_random_state(self.random_state)
         self.reference_rows_, self.query_rows_, self.split_ = split_queries(pool, rng)
-        x = build_features(pool, self.features, random_state=seed_int(rng, bits=31))
+        seed = seed_int(rng, bits=31)  # drawn whatever the features, so later draws do not depend on them
         if self.features == "embedding" and self._gaussianize:
-            x = gaussianize(x)
+            x = standardized_embedding(pool)
+        else:
+            x = build_features(pool, self.features, random_state=seed)
         self.n_fitted_ = pool.n
         return rng, x[self.reference_rows_], x[self.query_rows_]
 

@@ -40,7 +40,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import xlogy
 
-from attacks import scoring_sparse
+from attacks import memo, scoring_sparse
 from attacks.base import AttackResult, check_random_state, proportion_ci
 from idfree_core.families import get_family_spec
 
@@ -186,18 +186,30 @@ def score_partition(name: str, truth: np.ndarray, pred: np.ndarray, *, knowledge
         raise ValueError(f"truth and pred must be 1-D of equal length, got {truth.shape} and {pred.shape}")
     rng = check_random_state(random_state)
     n = int(truth.size)
-    table, noise = contingency(truth, pred)
-    values = partition_metrics(table, noise)
-    if table.size > scoring_sparse.LARGE_TABLE:  # thousands of users: nonzero cells (attacks.scoring_sparse)
-        n_permutations = scoring_sparse.n_permutations_at(n_permutations, table.size)
-        null = scoring_sparse.permutation_null(truth, pred, n_permutations, rng)
-        boot = scoring_sparse.bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
+    n_users, k = int(truth.max()) + 1, max(int(pred.max()) + 1 if pred.size and pred.max() >= 0 else 0, 1)
+    if n_users * k > scoring_sparse.LARGE_TABLE:  # thousands of users: nonzero cells only (attacks.scoring_sparse)
+        n_permutations = scoring_sparse.n_permutations_at(n_permutations, n_users * k)
+        cells = scoring_sparse.sparse_table(truth, pred, n_users, k)
+        values = scoring_sparse.cell_metrics(*cells, n_users, k)
+        n_pred, noise = int(np.unique(cells[1]).size), cells[3]
+
+        def null_and_bootstrap():
+            return (scoring_sparse.permutation_null(truth, pred, n_permutations, rng),
+                    scoring_sparse.bootstrap_cells(*cells, n_users, k, ("ari", "nmi"), n_bootstrap, rng))
     else:
-        null = permutation_null(truth, pred, n_permutations, rng)
-        boot = bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng)
+        table, noise = contingency(truth, pred)
+        values = partition_metrics(table, noise)
+        n_pred = int((table.sum(axis=0) > 0).sum())
+
+        def null_and_bootstrap():
+            return (permutation_null(truth, pred, n_permutations, rng),
+                    bootstrap_metrics(table, noise, ("ari", "nmi"), n_bootstrap, rng))
+
+    # one null and bootstrap per partition in a suite run (attacks.memo): attacks sharing a fit share its labels
+    null, boot = (memo.memoized(("partition_null", memo.content_key(truth, pred), int(n_permutations), int(n_bootstrap)),
+                                null_and_bootstrap) if memo.active() else null_and_bootstrap())
     tail = (1.0 - confidence) / 2.0
     n_true = int((np.bincount(truth) > 0).sum())
-    n_pred = int((table.sum(axis=0) > 0).sum())
     details = {
         "pairwise_precision": values["pairwise_precision"],
         "pairwise_precision_baseline": float(null["pairwise_precision"].mean()),

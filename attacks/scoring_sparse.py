@@ -106,19 +106,31 @@ def permutation_null(truth: np.ndarray, pred: np.ndarray, n_permutations: int, r
     out: dict[str, list[float]] = {}
     for _ in range(int(n_permutations)):
         rows, cols, counts, noise = sparse_table(truth, rng.permutation(pred), n_true, max(k, 1))
-        vals = {"attribution_accuracy": matched_correct_sparse(rows, cols, counts, n_true, max(k, 1)) / truth.size,
-                **sparse_metrics(rows, cols, counts, noise, n_true, max(k, 1))}
+        vals = cell_metrics(rows, cols, counts, noise, n_true, max(k, 1))
         for key, v in vals.items():
             out.setdefault(key, []).append(v)
     return {key: np.asarray(v) for key, v in out.items()}
 
 
+def cell_metrics(rows, cols, counts, noise, n_true: int, k: int) -> dict[str, float]:
+    """:func:`attacks.scoring.partition_metrics` from nonzero cells: the matched attribution accuracy
+    (:func:`matched_correct_sparse`, exact) and :func:`sparse_metrics`."""
+    n = float(np.sum(counts) + np.sum(noise))
+    return {"attribution_accuracy": matched_correct_sparse(rows, cols, counts, n_true, k) / n,
+            **sparse_metrics(rows, cols, counts, noise, n_true, k)}
+
+
 def bootstrap_metrics(table: np.ndarray, noise: np.ndarray, keys=("ari", "nmi"), n_bootstrap: int = 200,
                       rng=None) -> dict[str, np.ndarray]:
     """:func:`attacks.scoring.bootstrap_metrics` over the nonzero cells only (same distribution)."""
-    n_true, k = table.shape
     rows, cols = np.nonzero(table)
-    counts = table[rows, cols]
+    return bootstrap_cells(rows, cols, table[rows, cols], noise, *table.shape, keys, n_bootstrap, rng)
+
+
+def bootstrap_cells(rows, cols, counts, noise, n_true: int, k: int, keys=("ari", "nmi"), n_bootstrap: int = 200,
+                    rng=None) -> dict[str, np.ndarray]:
+    """:func:`bootstrap_metrics` from the nonzero cells ``(rows, cols, counts)`` in row-major order (as
+    :func:`sparse_table` returns them)."""
     cells = np.concatenate([counts, noise])
     n = int(cells.sum())
     p = cells / n

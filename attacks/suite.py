@@ -219,6 +219,15 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     ``progress``: a tqdm bar on stderr (never stdout), redrawn every ``heartbeat_s`` seconds while
     one attack runs (:func:`idfree_core.progress.heartbeat`) so that long steps show signs of life.
     """
+    from attacks import memo
+
+    with memo.scope():  # what several attacks derive identically from the pool is computed once (attacks.memo)
+        return _run_attacks(pool, oracle, distributions, attacks, features, random_state, progress, identifier_columns,
+                            marginal, model_fn, probe_texts, traits, known_n_users, heartbeat_s)
+
+
+def _run_attacks(pool, oracle, distributions, attacks, features, random_state, progress, identifier_columns, marginal,
+                 model_fn, probe_texts, traits, known_n_users, heartbeat_s) -> AttackReport:
     from tqdm.auto import tqdm
 
     from attacks.base import registered_attacks

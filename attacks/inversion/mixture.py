@@ -166,9 +166,9 @@ class MixtureInversion(Attack):
         self.bic_ = None
         if self.n_components is None:
             from attacks.clustering import select_n_clusters
-            from attacks.features import gaussianize
+            from attacks.features import standardized_embedding
 
-            k, self.bic_ = select_n_clusters(gaussianize(pool.embedding), random_state=rng)
+            k, self.bic_ = select_n_clusters(standardized_embedding(pool), random_state=rng)
         else:
             k = int(self.n_components)
         self.n_components_ = int(k)
