@@ -22,7 +22,7 @@ def sample_pairs(q_codes: np.ndarray, r_codes: np.ndarray, n_pairs: int, rng) ->
     as many uniform different-user pairs among all (query, reference) pairs: O(n_pairs), not O(n^2)."""
     n_users = int(max(q_codes.max(), r_codes.max())) + 1
     ref_count = np.bincount(r_codes, minlength=n_users)
-    order = np.argsort(r_codes, kind="stable")
+    order = _stable_order(r_codes, n_users)
     starts = np.concatenate([[0], np.cumsum(ref_count)[:-1]])
     m = ref_count[q_codes].astype(np.float64)
     qi_parts, ri_parts, lab_parts = [], [], []
@@ -42,6 +42,12 @@ def sample_pairs(q_codes: np.ndarray, r_codes: np.ndarray, n_pairs: int, rng) ->
             bad = r_codes[ri] == q_codes[qi]
         qi_parts.append(qi), ri_parts.append(ri), lab_parts.append(np.zeros(n_pairs, bool))
     return np.concatenate(qi_parts), np.concatenate(ri_parts), np.concatenate(lab_parts)
+
+
+def _stable_order(codes: np.ndarray, n_codes: int) -> np.ndarray:
+    """``np.argsort(codes, kind="stable")``; codes below 2**16 as uint16, which numpy sorts by radix
+    (160,000 codes: 1.1 ms against 10 ms), the same permutation."""
+    return np.argsort(codes.astype(np.uint16) if n_codes <= 2**16 else codes, kind="stable")
 
 
 def roc_metrics(scores: np.ndarray, same: np.ndarray, weight: np.ndarray | None = None,
@@ -106,7 +112,8 @@ def score_linkage(name: str, q_codes: np.ndarray, r_codes: np.ndarray, topk: np.
         hits = _topk_hits(q_codes, r_codes, topk, k_eff)
         v = float(hits.mean())
         ci = proportion_ci(int(hits.sum()), nq, confidence)
-        base = float(np.mean(hypergeom.sf(0, nr, ref_count[q_codes], k_eff)))
+        m, inv = np.unique(ref_count[q_codes], return_inverse=True)  # one sf per distinct reference count
+        base = float(np.mean(hypergeom.sf(0, nr, m, k_eff)[inv]))
         null = [_topk_hits(pq, pr, topk, k_eff).mean() for pq, pr in perms]
         b, adv, adv_ci = advantage_interval(v, ci, null, confidence, baseline=base)
         results.append(AttackResult(name=name, metric=metric, value=v, ci=ci, baseline=b, advantage=adv,
