@@ -16,7 +16,19 @@ def _data(k=12, per=80, d=6, noise=0.3, seed=0):
 
 
 def _fit(cls, x, k, **kw):
+    if cls is CandidateMixture:
+        kw.setdefault("dense_max", 0)  # the candidate E-step even for these few components
     return cls(k, n_init=1, max_iter=30, random_state=5, **kw, **VARIANTS["gaussian-diag"]).fit(x)
+
+
+def test_up_to_dense_max_components_the_full_e_step_runs_whatever_the_candidates():
+    xo, _ = _data(seed=1, noise=1.5)  # overlapping: one candidate per row would give a worse fit (test below)
+    full = _fit(DiagonalMixture, xo, 12)
+    dense = _fit(CandidateMixture, xo, 12, n_candidates=1, refresh=1, dense_max=12)
+    np.testing.assert_allclose(dense.means_, full.means_, atol=1e-6)
+    assert dense.log_likelihood_ == pytest.approx(full.log_likelihood_, rel=1e-9)
+    one = _fit(CandidateMixture, xo, 12, n_candidates=1, refresh=1, dense_max=11)
+    assert one.log_likelihood_ < full.log_likelihood_ - 1.0
 
 
 def test_all_components_as_candidates_is_the_full_em():
