@@ -14,7 +14,7 @@ from attacks.suite import run_attacks
 from idfree_core.uploads import anonymize
 
 
-def _pool(n_users=12, per_user=40, dim=6, seed=0, text=False):
+def _pool(n_users=8, per_user=30, dim=6, seed=0, text=False):
     rng = np.random.default_rng(seed)
     users = np.repeat(np.arange(n_users), per_user)
     emb = rng.normal(size=(n_users, dim))[users] + 0.6 * rng.normal(size=(users.size, dim))
