@@ -98,6 +98,32 @@ def test_user_count_at_scale_finds_separated_users_and_a_single_one(small_scale)
     assert k0 <= 2, by0
 
 
+def test_user_count_at_scale_grows_the_subsample_where_it_holds_too_few_rows_per_user(small_scale, monkeypatch):
+    """40 weakly separated users x 100 uploads: 1,600 subsampled rows (30 per user) undercount; the search
+    repeated on all 4,000 rows, within the first search's work budget, gets within a factor 2."""
+    import attacks.mixture_order as mo
+    from attacks.oracle_free import estimate_users
+
+    monkeypatch.setattr(scale, "HELDOUT_MAX_N", 1600)
+    rows_searched = []
+    search = mo.estimate_n_components
+    monkeypatch.setattr(mo, "estimate_n_components",
+                        lambda x, **kw: rows_searched.append(kw["max_n"]) or search(x, **kw))
+    counts = {}
+    for seed in (0, 1):
+        rng = np.random.default_rng(seed)
+        users = np.repeat(np.arange(40), 100)
+        x = 0.9 * rng.normal(size=(40, 8))[users] + rng.normal(size=(users.size, 8))
+        x = ((x - x.mean(0)) / x.std(0)).astype(np.float32)
+        for grow in (0, 2):
+            monkeypatch.setattr(scale, "GROW_ROUNDS", grow)
+            rows_searched.clear()
+            counts[seed, grow] = estimate_users(x, random_state=0)[0]
+            assert rows_searched[0] == 1600 and (len(rows_searched) == 1 or rows_searched[-1] == users.size)
+    assert all(20 <= counts[s, 2] <= 80 for s in (0, 1)), counts
+    assert min(counts[s, 0] for s in (0, 1)) < 20, counts  # one subsample alone: outside a factor 2 (8)
+
+
 def test_scaled_gaussian_mixture_inversion_shares_the_fit_and_recovers_users(small_scale):
     """Gaussian mixture inversion at scale: the clustering attack's candidate-restricted fit, shared
     through the suite's cache (same labels), users attributed far above chance (1/30; the cheap fit,
