@@ -18,7 +18,11 @@ user is cut in two; more restarts rarely fix this when there are tens or hundred
 
 The candidates of a move are drawn at random among the top few of each criterion (seeded), so
 successive moves explore different proposals.  Posteriors for the criteria are computed on at most
-``sample`` rows; every EM re-run uses all rows.
+``sample`` rows; every EM re-run uses all rows.  Each proposal is first run for ``PROBE_ITER`` EM
+iterations and dropped if its log-likelihood is then still more than ``SLACK_PER_ROW`` nats per row
+of the three components it touched below the current one (a cheap version of Ueda et al.'s partial
+EM on the touched components): on 40 users x 30 uploads in 16 dimensions half the proposals stop
+there, and the accepted ones were at most 0.45 nats per touched row below after 5 iterations.
 """
 
 from __future__ import annotations
@@ -26,11 +30,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-TOP = 6  # a move draws its pair and its split among this many best candidates
+TOP = 15  # a move draws its pair and its split among this many best candidates (6 before: 40 users x 30
+# uploads in 16-d, 90 moves, 2 seeds x 3 pools: ratio to Bayes 0.74/0.64/0.74 -> 0.78/0.62/0.76)
+PROBE_ITER = 5  # EM iterations before a proposal is judged ...
+SLACK_PER_ROW = 1.0  # ... and dropped if still this many nats per touched row below the current fit
 
 
-def _proposal(model, xs, w, mu, var, rng):
-    """One merge pair ``(i, j)`` and split ``s`` and the proposed ``(w, mu, var)``, or ``None``."""
+def _proposal(model, xs, w, mu, var, rng, x_rows: int):
+    """One merge pair ``(i, j)`` and split ``s``: the proposed ``(w, mu, var)`` and the number of rows (of
+    ``x_rows``, estimated from the ``xs`` sample) whose MAP component is one of the three."""
     k = mu.shape[0]
     logp, _ = model._logp(xs, w, mu, var)
     lse = torch.logsumexp(logp, 1)
@@ -63,7 +71,8 @@ def _proposal(model, xs, w, mu, var, rng):
     mu2[s], mu2[j] = a, b
     var2[s] = var2[j] = var[s]
     w2[s] = w2[j] = w[s] / 2
-    return w2, mu2, var2
+    touched = int(torch.isin(logp.argmax(1), torch.as_tensor([i, j, s])).sum()) * (x_rows / xs.shape[0])
+    return w2, mu2, var2, touched
 
 
 def split_merge(model, x: torch.Tensor, w, mu, var, ll: float, n_moves: int, rng, max_iter: int = 40,
@@ -78,7 +87,10 @@ def split_merge(model, x: torch.Tensor, w, mu, var, ll: float, n_moves: int, rng
     xs = x if x.shape[0] <= sample else x[torch.as_tensor(rng.choice(x.shape[0], sample, replace=False))]
     accepted = 0
     for _ in range(int(n_moves)):
-        w2, mu2, var2 = _proposal(model, xs, w, mu, var, rng)
+        w2, mu2, var2, touched = _proposal(model, xs, w, mu, var, rng, x.shape[0])
+        ll2, w2, mu2, var2, _ = model._em(x, w2, mu2, var2, PROBE_ITER, rng)
+        if ll2 < ll - SLACK_PER_ROW * max(touched, 1.0):
+            continue
         ll2, w2, mu2, var2, _ = model._em(x, w2, mu2, var2, max_iter, rng)
         if ll2 > ll + 1e-7 * abs(ll):
             ll, w, mu, var = ll2, w2, mu2, var2
