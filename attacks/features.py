@@ -87,14 +87,13 @@ def build_features(pool, features: str = "embedding", random_state=0, n_text_com
 
 def standardized_embedding(pool, dtype=np.float64) -> np.ndarray:
     """``gaussianize(pool.embedding)`` as ``dtype`` (float64 or float32), computed once per suite run
-    (:mod:`attacks.memo`; read-only there, a fresh array outside a run)."""
+    (:mod:`attacks.memo`: one shared array there, not to be changed in place; a fresh array outside a run)."""
     from attacks import memo
 
     dtype = np.dtype(dtype)
-    if dtype == np.float64:
-        return memo.memoized(("standardized_embedding", id(pool)), lambda: gaussianize(pool.embedding), keep=pool)
-    return memo.memoized(("standardized_embedding", id(pool), dtype.str),
-                         lambda: standardized_embedding(pool).astype(dtype), keep=pool)
+    compute = ((lambda: gaussianize(pool.embedding)) if dtype == np.float64
+               else (lambda: standardized_embedding(pool).astype(dtype)))
+    return memo.memoized(("standardized_embedding", id(pool), dtype.str), compute, keep=pool)
 
 
 def gaussianize(x: np.ndarray, logit: str | bool = "auto", eps: float = 1e-6) -> np.ndarray:

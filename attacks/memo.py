@@ -1,6 +1,6 @@
 """One suite run's memo of derived values: what several attacks compute identically from one pool.
 
-:func:`attacks.suite.run_attacks` opens a :func:`scope`; inside it :func:`memoized` computes a value
+:func:`attacks.suite.run_attacks` runs in a :func:`scope` (:func:`scoped`); inside it :func:`memoized` computes a value
 once per key and hands every later caller the same object, which callers must not change in place
 (not made read-only: torch warns on non-writable arrays; ``scope(check=True)`` verifies on exit that
 no value changed, and the suite's tests run with it).  Outside a scope it just computes.  The keys:
@@ -18,6 +18,7 @@ The memo lives as long as the scope (one suite run), so it holds no memory past 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
 from contextlib import contextmanager
 from typing import Any, Callable
@@ -51,6 +52,16 @@ def scope(check: bool = False):
     finally:
         if token is not None:
             _MEMO.reset(token)
+
+
+def scoped(fn: Callable) -> Callable:
+    """Decorator: ``fn`` runs inside a :func:`scope`."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with scope():
+            return fn(*args, **kwargs)
+
+    return run
 
 
 def active() -> bool:

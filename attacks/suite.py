@@ -42,6 +42,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from attacks import memo
 from attacks.base import AttackResult, check_random_state
 from idfree_core.seeding import seed_int
 from attacks.text import FEATURE_SETS, MarginalLeakage, marginal_leakage
@@ -205,6 +206,7 @@ class SuiteContext:
             self.summary["skipped"].append(note)
 
 
+@memo.scoped  # what several attacks derive identically from the pool is computed once per run (attacks.memo)
 def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, features: str = "embedding",
                 random_state=0, progress: bool = True, identifier_columns=(), marginal="auto",
                 model_fn: Callable | None = None, probe_texts=None, traits=None,
@@ -219,15 +221,6 @@ def run_attacks(pool, oracle=None, distributions=None, attacks=DEFAULT_ATTACKS, 
     ``progress``: a tqdm bar on stderr (never stdout), redrawn every ``heartbeat_s`` seconds while
     one attack runs (:func:`idfree_core.progress.heartbeat`) so that long steps show signs of life.
     """
-    from attacks import memo
-
-    with memo.scope():  # what several attacks derive identically from the pool is computed once (attacks.memo)
-        return _run_attacks(pool, oracle, distributions, attacks, features, random_state, progress, identifier_columns,
-                            marginal, model_fn, probe_texts, traits, known_n_users, heartbeat_s)
-
-
-def _run_attacks(pool, oracle, distributions, attacks, features, random_state, progress, identifier_columns, marginal,
-                 model_fn, probe_texts, traits, known_n_users, heartbeat_s) -> AttackReport:
     from tqdm.auto import tqdm
 
     from attacks.base import registered_attacks
