@@ -8,7 +8,8 @@ parameters and, as matched attribution accuracy and its ratio to Bayes:
   each criterion's choice and the range);
 * ``EM from the true partition``: the same estimator started at the oracle's partition (family-exact
   for Beta), a reference no adversary has: how close a likelihood-maximising plug-in attributor can
-  get at all with this many uploads per user (the estimation ceiling; search cannot beat it by much);
+  get at all with this many uploads per user (the estimation ceiling; search cannot beat it by much;
+  each attack's ratio to it is printed after the ratios to Bayes);
 * with ``--auto``: ``clustering[auto][n_users known]`` (scikit-learn GMM, the suite's other clustering);
 * with ``--suite``: the suite's clustering group (:func:`attacks.suite.run_attacks`, every clustering
   attack and adversary it runs), its best "n_users known" and best no-oracle attribution: the
@@ -100,6 +101,9 @@ def main(argv=None) -> None:
             if args.suite:
                 rows.update(suite_best(sp, seed))
             parts = "  ".join(f"{k} {v:.3f} ({v / sp.bayes:.2f})" for k, v in rows.items())
+            ceiling = rows["EM from the true partition"]
+            parts += "  best / estimation ceiling: " + "  ".join(
+                f"{k} {v / ceiling:.2f}" for k, v in rows.items() if k.startswith("suite best") or k.startswith("clustering[em]"))
             print(f"{kind} seed {seed}: n={sp.pool.n} users={sp.n_users} bayes={sp.bayes:.3f}  {parts}  "
                   f"n_users estimated {est.n_users_estimated_} range {list(est.n_users_range_)} "
                   f"by {est.n_users_by_}  expected accuracy (no oracle) {est.expected_accuracy_:.3f} "
