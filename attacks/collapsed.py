@@ -282,12 +282,12 @@ class CollapsedAttribution(Attack):
             labels = agglomerate(prior, *cluster_stats(x, seg, n_seg), k)[seg] if n_seg > k else seg
             c = int(labels.max()) + 1
             labels, sweeps = icm_moves(prior, x, labels, c, rng, self.block, self.max_sweeps)
-            evidence = float(prior.log_evidence(*cluster_stats(x, labels, c)).sum())
+            stats = cluster_stats(x, labels, c)
+            evidence = float(prior.log_evidence(*stats).sum())
             self.restart_log_evidence_.append(evidence)
             if best is None or evidence > best[0]:
-                best = (evidence, labels, c, n_seg, sweeps)
-        self.log_evidence_, labels, c, self.n_clusters_initial_, self.n_sweeps_ = best
-        n, s, q = cluster_stats(x, labels, c)
+                best = (evidence, labels, stats, n_seg, sweeps)
+        self.log_evidence_, labels, (n, s, q), self.n_clusters_initial_, self.n_sweeps_ = best
         post = []
         for start in range(0, pool.n, 4096):
             own_labels = labels[start:start + 4096]
