@@ -15,7 +15,7 @@ import pytest
 
 from reports import cli
 from reports.sweep import ResultsStore, SweepSpec, run_sweep
-from reports.sweep.lifecycle import folder_lock
+from reports.sweep.lifecycle import folder_lock, terminate_workers, worker_init
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))  # the fake point functions (_fake_points.py)
@@ -92,6 +92,26 @@ def test_sigkill_of_the_parent_leaves_no_worker_alive(tmp_path):
     finally:
         for k in _children(proc.pid):
             os.kill(k, signal.SIGKILL)
+
+
+def test_terminate_workers_returns_after_the_pool_manager_closed_its_wakeup_pipe():
+    # CPython 3.11's exit hook writes to the pool's wake-up pipe; if the manager thread is still closing
+    # it then, the interpreter prints "OSError: Bad file descriptor" with a traceback (seen in CI on SIGTERM)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from _fake_points import slow_point
+
+    pool = ProcessPoolExecutor(max_workers=2, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=worker_init, initargs=(os.getpid(),))
+    futures = [pool.submit(slow_point, {"sleep_s": 30, "family": "gaussian", "spread": 0.1, "n_users": 4,
+                                        "seed": i}) for i in range(4)]
+    assert _wait(lambda: any(f.running() for f in futures), 60)
+    time.sleep(1.0)
+    manager, wakeup, procs = pool._executor_manager_thread, pool._executor_manager_thread_wakeup, \
+        list(pool._processes.values())
+    terminate_workers(pool)
+    assert not manager.is_alive() and wakeup._closed
+    assert not any(p.is_alive() for p in procs)
 
 
 def test_sigterm_stops_cleanly_with_finished_points_committed(tmp_path):

@@ -59,8 +59,10 @@ def worker_init(parent_pid: int, interval: float = 0.5) -> None:
 
 
 def terminate_workers(pool) -> None:
-    """Stop a ``ProcessPoolExecutor`` now: cancel queued points and terminate the running workers."""
+    """Stop a ``ProcessPoolExecutor`` now: cancel queued points, terminate the running workers, and
+    wait for the pool's manager thread to wind down."""
     procs = list(getattr(pool, "_processes", {}).values())
+    manager = getattr(pool, "_executor_manager_thread", None)  # shutdown() forgets it
     pool.shutdown(wait=False, cancel_futures=True)
     for p in procs:
         with contextlib.suppress(Exception):
@@ -68,6 +70,12 @@ def terminate_workers(pool) -> None:
     for p in procs:
         with contextlib.suppress(Exception):
             p.join(timeout=5)
+    # Let the pool's manager thread see the dead workers and close its wake-up pipe before we return.
+    # Otherwise the interpreter's exit hook (concurrent.futures.process._python_exit) may write to that
+    # pipe while the thread closes it, and print "OSError: Bad file descriptor" with a traceback at exit
+    # (a race in CPython 3.11's _ThreadWakeup; 3.12 takes a lock there).
+    if manager is not None and manager is not threading.current_thread():
+        manager.join(timeout=10)
 
 
 @contextlib.contextmanager
