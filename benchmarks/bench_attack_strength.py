@@ -10,6 +10,11 @@ parameters and, as matched attribution accuracy and its ratio to Bayes:
   for Beta), a reference no adversary has: how close a likelihood-maximising plug-in attributor can
   get at all with this many uploads per user (the estimation ceiling; search cannot beat it by much;
   each attack's ratio to it is printed after the ratios to Bayes);
+* ``supervised leave-one-out``: an adversary who knows the user of every *other* upload, fits each
+  user's diagonal Gaussian (plug-in MLE) to them and attributes the left-out upload by Bayes' rule
+  with the fitted sizes: what estimation from this many uploads per user allows even with all labels
+  (a reference above any unsupervised attack, up to the Gaussian fit being misspecified for the Beta
+  and Student-t kinds);
 * with ``--auto``: ``clustering[auto][n_users known]`` (scikit-learn GMM, the suite's other clustering);
 * with ``--suite``: the suite's clustering group (:func:`attacks.suite.run_attacks`, every clustering
   attack and adversary it runs), its best "n_users known" and best no-oracle attribution: the
@@ -63,6 +68,35 @@ def from_truth(sp, transform, family) -> float:
     return matched_correct(table) / truth.size
 
 
+def supervised_loo(sp, transform, block: int = 512) -> float:
+    """Accuracy of the supervised leave-one-out plug-in attributor (module doc)."""
+    truth, _ = sp.oracle.codes_for(sp.pool)
+    x = em_features(sp.pool, transform=transform).astype(np.float64)
+    k = sp.n_users
+    n = np.bincount(truth, minlength=k).astype(np.float64)
+    s = np.zeros((k, x.shape[1]))
+    q = np.zeros_like(s)
+    np.add.at(s, truth, x)
+    np.add.at(q, truth, x * x)
+    floor = 1e-6 * x.var(0).mean()
+
+    def loglik(xb, cnt, sm, sq):  # diagonal Gaussian MLE from (count, sum, sum of squares) and log size
+        mu = sm / cnt[..., None]
+        var = np.maximum(sq / cnt[..., None] - mu * mu, floor)
+        return -0.5 * (((xb - mu) ** 2) / var + np.log(var)).sum(-1) + np.log(cnt / truth.size)
+
+    correct = 0
+    for start in range(0, x.shape[0], block):
+        xb, tb = x[start:start + block], truth[start:start + block]
+        ll = loglik(xb[:, None, :], n[None], s[None], q[None])
+        rows = np.arange(xb.shape[0])
+        own_n = n[tb] - 1.0
+        ok = own_n >= 2  # a user with fewer than 2 other uploads has no variance estimate: counted wrong
+        ll[rows, tb] = np.where(ok, loglik(xb, np.maximum(own_n, 1.0), s[tb] - xb, q[tb] - xb * xb), -np.inf)
+        correct += int((ll.argmax(1) == tb).sum())
+    return correct / truth.size
+
+
 def suite_best(sp, seed) -> dict:
     """The suite's clustering group on the pool: best attribution with and without the oracle's count."""
     from attacks.suite import run_attacks
@@ -98,6 +132,7 @@ def main(argv=None) -> None:
             est = EMAttribution(transform=transform, family=family, random_state=seed).fit(sp.pool)
             rows["clustering[em] (no oracle)"] = accuracy(est, sp)
             rows["EM from the true partition"] = from_truth(sp, transform, family)
+            rows["supervised leave-one-out"] = supervised_loo(sp, transform)
             if args.suite:
                 rows.update(suite_best(sp, seed))
             parts = "  ".join(f"{k} {v:.3f} ({v / sp.bayes:.2f})" for k, v in rows.items())
