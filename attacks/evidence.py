@@ -94,7 +94,8 @@ class JointMixture:
     ``fit(x, starts)``: ``starts`` a list of label vectors or ``(n, k)`` responsibility matrices
     (each fixes its own number of components).  Fitted state: ``weights_ (k,)``, ``means_ (k, d)``,
     ``variance_ (d,)`` (within), ``signal_ (d,)`` (between, shrunk), ``log_likelihood_``, ``bic_``,
-    ``start_`` (index of the start kept), ``n_components_``, ``n_iter_``.
+    ``start_`` (index of the start kept), ``n_components_``, ``n_iter_``, and ``start_params_`` (the
+    ``(weights, means, variance)`` EM reached from every start, kept or not: :meth:`predict_start`).
     """
 
     def __init__(self, max_iter: int = 100, tol: float = 1e-6, schwarz: bool = True):
@@ -180,6 +181,7 @@ class JointMixture:
             ll, params, n_iter = self._run(x, self._start_stats(x, start))
             fits.append((ll, params, n_iter))
         self.start_ = self._choose(x if x_choose is None else np.asarray(x_choose, dtype=np.float64), fits, primary)
+        self.start_params_ = [f[1][:3] for f in fits]
         ll, (w, mu, var, signal, dof), self.n_iter_ = fits[self.start_]
         self.weights_, self.means_, self.variance_, self.signal_ = w, mu, var, signal
         self.log_likelihood_ = float(ll)
@@ -274,6 +276,13 @@ class JointMixture:
         """MAP component per row, in row blocks (memory ``O(BLOCK_CELLS)``, no ``(n, k)`` matrix)."""
         b = _rows(self.n_components_)
         return np.concatenate([self.log_resp(x[s:s + b]).argmax(1) for s in range(0, len(x), b)])
+
+    def predict_start(self, x, j: int) -> np.ndarray:
+        """MAP component per row under the fit EM reached from start ``j`` (kept or not), in row blocks."""
+        w, mu, var = self.start_params_[j]
+        x = np.asarray(x, dtype=np.float64)
+        b = _rows(w.size)
+        return np.concatenate([self._logp(x[s:s + b], w, mu, var).argmax(1) for s in range(0, len(x), b)])
 
     def evidence_weights(self) -> np.ndarray:
         """``lambda_d = 1 / w_d - 1 / (w_d + signal_d)`` (module doc), ``>= 0``, 0 where no signal."""

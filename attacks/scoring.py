@@ -42,6 +42,7 @@ from scipy.special import xlogy
 
 from attacks import memo, scoring_sparse
 from attacks.base import AttackResult, check_random_state, proportion_ci
+from idfree_core.errors import InputError
 from idfree_core.families import get_family_spec
 
 
@@ -184,6 +185,10 @@ def score_partition(name: str, truth: np.ndarray, pred: np.ndarray, *, knowledge
     pred = np.asarray(pred, dtype=np.int64)
     if truth.shape != pred.shape or truth.ndim != 1:
         raise ValueError(f"truth and pred must be 1-D of equal length, got {truth.shape} and {pred.shape}")
+    if isinstance(n_permutations, bool) or int(n_permutations) != n_permutations or n_permutations < 1 \
+            or isinstance(n_bootstrap, bool) or int(n_bootstrap) != n_bootstrap or n_bootstrap < 1:
+        raise InputError(f"n_permutations and n_bootstrap must be integers >= 1 (the baseline and the CI come from "
+                         f"them), got {n_permutations!r} and {n_bootstrap!r}")
     rng = check_random_state(random_state)
     n = int(truth.size)
     n_users, k = int(truth.max()) + 1, max(int(pred.max()) + 1 if pred.size and pred.max() >= 0 else 0, 1)

@@ -28,7 +28,9 @@ With ``features="both"`` and a pool carrying text, clustering and linkage also r
 and on embeddings alone, and :func:`attacks.text.marginal_leakage` reports what the embeddings add.
 Under ``"both"`` the attacks add the two modalities' evidence (:mod:`attacks.evidence`) and the user
 count is the embedding or the text estimate, whichever the joint evidence model prefers
-(:func:`attacks.evidence.choose_k`); each feature set draws its seeds from its own stream
+(:func:`attacks.evidence.choose_k`); clustering also scores the joint fit from the start it did not
+keep (``[joint, MODALITY start]``, :meth:`attacks.clustering.ClusteringAttack._fit_both`), and
+the marginal leakage takes the stronger of the two; each feature set draws its seeds from its own stream
 (:meth:`SuiteContext.seed`), so the embedding-only rows are those of ``features="embedding"``.
 Identifier columns found in the uploads file are reported first among the findings, loudly.
 """

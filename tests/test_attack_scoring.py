@@ -191,3 +191,13 @@ def test_every_attack_on_one_pool_reports_the_same_ceiling():
     first, _ = scoring.bayes_attribution_ceiling(d, ("a", "b"), truth)
     second, _ = scoring.bayes_attribution_ceiling(d, ("a", "b"), truth)
     assert first == second and scoring._ceiling_cached.cache_info().hits == 1
+
+
+@pytest.mark.parametrize("kw", [dict(n_permutations=0), dict(n_bootstrap=0), dict(n_permutations=2.5),
+                                dict(n_permutations=True)])
+def test_score_partition_refuses_no_permutations_or_bootstrap_in_one_line(kw):
+    from idfree_core.errors import InputError
+
+    truth = np.repeat(np.arange(3), 10)
+    with pytest.raises(InputError, match="n_permutations and n_bootstrap must be integers >= 1"):
+        scoring.score_partition("a", truth, truth, **kw)

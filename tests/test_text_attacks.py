@@ -48,6 +48,19 @@ def test_marginal_leakage_pairs_text_with_both_and_orients_the_sign():
     assert out["ari"].to_dict()["ci"] == [lo, hi]
 
 
+def test_marginal_leakage_takes_the_strongest_joint_start_as_the_both_row():
+    rows = [_result("attribution_accuracy", "text", 0.02, (0.01, 0.03), name="clustering[auto]"),
+            _result("attribution_accuracy", "both", 0.01, (0.00, 0.02), name="clustering[auto]"),
+            _result("attribution_accuracy", "both", 0.05, (0.04, 0.06), name="clustering[auto][joint, embedding start]"),
+            _result("attribution_accuracy", "text", 0.02, (0.01, 0.03), name="clustering[auto][n_users known]"),
+            _result("attribution_accuracy", "both", 0.04, (0.03, 0.05),
+                    name="clustering[auto][joint, embedding start][n_users known]")]
+    out = {m.name: m for m in marginal_leakage(rows)}
+    assert set(out) == {"clustering[auto]", "clustering[auto][n_users known]"}
+    assert out["clustering[auto]"].both == 0.05 and out["clustering[auto]"].marginal == pytest.approx(0.03)
+    assert out["clustering[auto][n_users known]"].both == 0.04
+
+
 def _pool(text_informative: bool, embedding_informative: bool, n_users=6, per_user=40, seed=0):
     g = np.random.default_rng(seed)
     torch.manual_seed(seed)
